@@ -1,0 +1,72 @@
+//! `lkcache ls`: what the cache holds, as a table or as JSON.
+
+use clap::Args;
+
+use lkcache::list::{self, ListEntry};
+
+use super::{Cli, Failure, open_store};
+
+#[derive(Debug, Args)]
+pub(super) struct LsArgs {
+    /// Print a JSON array of objects, for scripts.
+    #[arg(long)]
+    json: bool,
+}
+
+pub(super) fn run(cli: &Cli, args: &LsArgs) -> Result<u8, Failure> {
+    let store = open_store(cli)?;
+    let entries = list::list(&store).map_err(Failure::failed)?;
+    if args.json {
+        let json = serde_json::to_string_pretty(&entries).expect("entries always serialise");
+        println!("{json}");
+    } else {
+        print_table(&entries);
+    }
+    Ok(0)
+}
+
+fn print_table(entries: &[ListEntry]) {
+    let width = entries
+        .iter()
+        .map(|e| e.name.len())
+        .max()
+        .unwrap_or(4)
+        .max(4);
+    println!(
+        "{:width$}  {:<19}  {:>10}  PLATFORMS",
+        "NAME", "DIGEST", "SIZE"
+    );
+    for entry in entries {
+        let digest = format!(
+            "{}:{}",
+            entry.digest.algorithm().name(),
+            entry.digest.short()
+        );
+        let platforms = if entry.is_broken {
+            "(root missing or unreadable)".to_string()
+        } else {
+            entry.platforms.join(",")
+        };
+        println!(
+            "{:width$}  {digest:<19}  {:>10}  {platforms}",
+            entry.name,
+            human_bytes(entry.size_bytes)
+        );
+    }
+}
+
+/// Formats a byte count with a binary unit: `3.2 MiB`.
+pub(super) fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}

@@ -1,0 +1,212 @@
+//! Writing blobs: stream into a private temporary file while hashing, and
+//! move the file to `blobs/<alg>/<hex>` only once its digest and size are
+//! those the descriptor promised (design invariant 2).
+//!
+//! Temporary files live in `<cache>/.lkcache/ingest/`, outside `blobs/`, so
+//! other OCI tools never see them, and their names start with the writer's
+//! process id, so that a later garbage collection can tell the files of a
+//! dead process from those of a live one.
+
+use std::fs::{self, File};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::digest::{Digest, Hasher};
+use crate::manifest::Descriptor;
+
+use super::StoreError;
+
+/// A blob being written; dropped without [`BlobWriter::commit`], it leaves
+/// nothing behind.
+#[derive(Debug)]
+pub struct BlobWriter {
+    file: File,
+    is_committed: bool,
+    temp_path: PathBuf,
+    final_path: PathBuf,
+    expected: Descriptor,
+    hasher: Hasher,
+}
+
+/// Why the bytes written do not match the descriptor.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Mismatch {
+    /// More or fewer bytes than the descriptor's size.
+    #[error("blob `{digest}` is {actual} bytes, expected {expected}")]
+    Size {
+        /// The digest the descriptor names.
+        digest: Digest,
+        /// The descriptor's size.
+        expected: u64,
+        /// The bytes received.
+        actual: u64,
+    },
+    /// The bytes hash to another digest.
+    #[error("blob content hashes to `{actual}`, expected `{expected}`")]
+    Digest {
+        /// The digest the descriptor names.
+        expected: Digest,
+        /// The digest of the bytes received.
+        actual: Digest,
+    },
+}
+
+impl BlobWriter {
+    pub(super) fn create(
+        ingest_dir: &Path,
+        final_path: PathBuf,
+        expected: &Descriptor,
+    ) -> Result<BlobWriter, StoreError> {
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        let temp_path = ingest_dir.join(format!(
+            "{}-{}-{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed),
+            expected.digest.short()
+        ));
+        let file = File::create(&temp_path).map_err(|e| StoreError::io("create", &temp_path, e))?;
+        Ok(BlobWriter {
+            file,
+            is_committed: false,
+            temp_path,
+            final_path,
+            expected: expected.clone(),
+            hasher: Hasher::new(expected.digest.algorithm()),
+        })
+    }
+
+    /// Returns how many bytes have been written so far.
+    pub fn written_bytes(&self) -> u64 {
+        self.hasher.len_bytes()
+    }
+
+    /// Checks digest and size, makes the bytes durable and moves them into
+    /// place. Another process may have landed the same blob meanwhile: the
+    /// content is the same, so either rename wins.
+    pub fn commit(mut self) -> Result<(), StoreError> {
+        let algorithm = self.expected.digest.algorithm();
+        let hasher = std::mem::replace(&mut self.hasher, Hasher::new(algorithm));
+        check(&self.expected, hasher)?;
+
+        self.file
+            .sync_all()
+            .map_err(|e| StoreError::io("sync", &self.temp_path, e))?;
+        fs::rename(&self.temp_path, &self.final_path)
+            .map_err(|e| StoreError::io("move into place", &self.final_path, e))?;
+        self.is_committed = true;
+        sync_parent(&self.final_path)
+    }
+}
+
+/// Compares what was hashed with what the descriptor promised.
+pub(super) fn check(expected: &Descriptor, hasher: Hasher) -> Result<(), Mismatch> {
+    if hasher.len_bytes() != expected.size {
+        return Err(Mismatch::Size {
+            digest: expected.digest.clone(),
+            expected: expected.size,
+            actual: hasher.len_bytes(),
+        });
+    }
+    let actual = hasher.finish();
+    if actual != expected.digest {
+        return Err(Mismatch::Digest {
+            expected: expected.digest.clone(),
+            actual,
+        });
+    }
+    Ok(())
+}
+
+impl Write for BlobWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if self.hasher.len_bytes() + buf.len() as u64 > self.expected.size {
+            // Stop a registry that sends more than promised before it fills
+            // the disk.
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "blob `{}` is longer than its descriptor's {} bytes",
+                    self.expected.digest, self.expected.size
+                ),
+            ));
+        }
+        let written = self.file.write(buf)?;
+        self.hasher.update(&buf[..written]);
+        Ok(written)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.file.flush()
+    }
+}
+
+impl Drop for BlobWriter {
+    fn drop(&mut self) {
+        if !self.is_committed {
+            // Not committed: the bytes are unverified and must not linger.
+            let _ = fs::remove_file(&self.temp_path);
+        }
+    }
+}
+
+/// Makes a rename into `path`'s directory durable.
+pub(super) fn sync_parent(path: &Path) -> Result<(), StoreError> {
+    let Some(parent) = path.parent() else {
+        return Ok(());
+    };
+    File::open(parent)
+        .and_then(|dir| dir.sync_all())
+        .map_err(|e| StoreError::io("sync", parent, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::media_type;
+
+    fn writer(dir: &Path, content: &[u8]) -> BlobWriter {
+        let descriptor = Descriptor::of_bytes(media_type::OCI_LAYER_TAR, content);
+        BlobWriter::create(dir, dir.join("final"), &descriptor).unwrap()
+    }
+
+    #[test]
+    fn commits_matching_content() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut blob = writer(dir.path(), b"layer bytes");
+        blob.write_all(b"layer ").unwrap();
+        blob.write_all(b"bytes").unwrap();
+        blob.commit().unwrap();
+        assert_eq!(fs::read(dir.path().join("final")).unwrap(), b"layer bytes");
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn refuses_wrong_content_and_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut blob = writer(dir.path(), b"layer bytes");
+        blob.write_all(b"layer BYTES").unwrap();
+        let err = blob.commit().unwrap_err();
+        assert!(
+            matches!(err, StoreError::Mismatch(Mismatch::Digest { .. })),
+            "{err}"
+        );
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn refuses_short_and_long_content() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut short = writer(dir.path(), b"layer bytes");
+        short.write_all(b"layer").unwrap();
+        assert!(matches!(
+            short.commit(),
+            Err(StoreError::Mismatch(Mismatch::Size { .. }))
+        ));
+
+        let mut long = writer(dir.path(), b"layer");
+        assert!(long.write_all(b"layer bytes").is_err());
+        drop(long);
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+}

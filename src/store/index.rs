@@ -1,0 +1,162 @@
+//! `index.json`: the names of the cache.
+//!
+//! Each entry is a descriptor of an image's root (an index or a manifest)
+//! with the image's full reference in `org.opencontainers.image.ref.name`,
+//! as LinuxKit writes it. The file is read without a lock, which is safe
+//! because it is only ever replaced whole; it is changed only under the
+//! cache lock, by reading it again, changing it and renaming a new file over
+//! it, so that concurrent writers (lkcache or LinuxKit) never lose each
+//! other's names.
+
+use std::fs::{self, File};
+use std::io::{self, Write};
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::manifest::{ANNOTATION_REF_NAME, Descriptor, ImageIndex};
+use crate::media_type;
+
+use super::{INDEX_JSON, Store, StoreError, blob::sync_parent};
+
+pub(super) fn empty() -> ImageIndex {
+    ImageIndex {
+        schema_version: 2,
+        media_type: Some(media_type::OCI_INDEX.to_string()),
+        manifests: Vec::new(),
+        extra: serde_json::Map::new(),
+    }
+}
+
+impl Store {
+    /// Reads `index.json` as it is now.
+    pub fn read_index(&self) -> Result<ImageIndex, StoreError> {
+        let path = self.root.join(INDEX_JSON);
+        let bytes = fs::read(&path).map_err(|e| StoreError::io("read", &path, e))?;
+        serde_json::from_slice(&bytes).map_err(|source| StoreError::InvalidIndex { path, source })
+    }
+
+    /// Returns the descriptor cached under `name`, if any.
+    pub fn lookup(&self, name: &str) -> Result<Option<Descriptor>, StoreError> {
+        let index = self.read_index()?;
+        Ok(index
+            .manifests
+            .into_iter()
+            .rev()
+            .find(|d| d.ref_name() == Some(name)))
+    }
+
+    /// Records `root` under `name` in `index.json`, replacing what the name
+    /// pointed at before. The caller must have stored everything `root`
+    /// reaches first: this makes it reachable.
+    pub fn set_name(&self, name: &str, root: &Descriptor) -> Result<(), StoreError> {
+        let mut entry = root.clone();
+        entry
+            .annotations
+            .insert(ANNOTATION_REF_NAME.to_string(), name.to_string());
+
+        let _lock = self.lock()?;
+        let mut index = self.read_index()?;
+        let unchanged = index
+            .manifests
+            .iter()
+            .filter(|d| d.ref_name() == Some(name))
+            .eq([&entry]);
+        if unchanged {
+            return Ok(());
+        }
+        index.manifests.retain(|d| d.ref_name() != Some(name));
+        index.manifests.push(entry);
+        self.write_index(&index)
+    }
+
+    pub(super) fn write_index(&self, index: &ImageIndex) -> Result<(), StoreError> {
+        let bytes = serde_json::to_vec(index).expect("an index always serialises");
+        write_atomically(&self.root.join(INDEX_JSON), &bytes)
+    }
+}
+
+/// Replaces the file at `path` with `bytes`, so that a reader sees either
+/// the old file or the new one, whole, whenever the writer stops.
+pub(super) fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let file_name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
+    let temp = path.with_file_name(format!(
+        ".{file_name}.{}-{}.tmp",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    ));
+    let result = write_synced(&temp, bytes)
+        .map_err(|e| StoreError::io("write", &temp, e))
+        .and_then(|()| fs::rename(&temp, path).map_err(|e| StoreError::io("replace", path, e)));
+    if result.is_err() {
+        let _ = fs::remove_file(&temp);
+    }
+    result?;
+    sync_parent(path)
+}
+
+fn write_synced(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let mut file = File::create(path)?;
+    file.write_all(bytes)?;
+    file.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn descriptor(content: &[u8]) -> Descriptor {
+        Descriptor::of_bytes(media_type::OCI_MANIFEST, content)
+    }
+
+    #[test]
+    fn replaces_a_name_and_keeps_the_others() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        store
+            .set_name("docker.io/library/a:1", &descriptor(b"a1"))
+            .unwrap();
+        store
+            .set_name("docker.io/library/b:1", &descriptor(b"b1"))
+            .unwrap();
+        store
+            .set_name("docker.io/library/a:1", &descriptor(b"a2"))
+            .unwrap();
+
+        let index = store.read_index().unwrap();
+        let names: Vec<_> = index
+            .manifests
+            .iter()
+            .filter_map(|d| d.ref_name())
+            .collect();
+        assert_eq!(names, ["docker.io/library/b:1", "docker.io/library/a:1"]);
+        let a = store.lookup("docker.io/library/a:1").unwrap().unwrap();
+        assert_eq!(a.digest, descriptor(b"a2").digest);
+    }
+
+    #[test]
+    fn refuses_a_broken_index_and_leaves_it_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        Store::open(dir.path()).unwrap();
+        fs::write(dir.path().join(INDEX_JSON), b"{not json").unwrap();
+
+        let err = Store::open(dir.path()).unwrap_err();
+        assert!(matches!(err, StoreError::InvalidIndex { .. }), "{err}");
+        assert_eq!(fs::read(dir.path().join(INDEX_JSON)).unwrap(), b"{not json");
+    }
+
+    #[test]
+    fn leaves_no_temporary_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        store
+            .set_name("docker.io/library/a:1", &descriptor(b"a1"))
+            .unwrap();
+        let stray: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .filter(|n| n.ends_with(".tmp"))
+            .collect();
+        assert!(stray.is_empty(), "{stray:?}");
+    }
+}

@@ -1,0 +1,9 @@
+//! Integration tests: the `lkcache` binary and library against a real
+//! registry (CNCF Distribution) and real tools (skopeo).
+
+mod harness;
+
+mod errors;
+mod interop;
+mod ls;
+mod pull;
