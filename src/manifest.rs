@@ -177,7 +177,7 @@ pub enum Manifest {
     /// An index or manifest list.
     Index(ImageIndex),
     /// An image manifest.
-    Image(ImageManifest),
+    Image(Box<ImageManifest>),
 }
 
 /// Why a manifest document cannot be used.
@@ -218,7 +218,7 @@ pub fn parse(bytes: &[u8], declared: &str) -> Result<(Manifest, String), Manifes
                 source,
             }),
         Some(ManifestKind::Manifest) => serde_json::from_slice(bytes)
-            .map(|image| (Manifest::Image(image), media_type))
+            .map(|image| (Manifest::Image(Box::new(image)), media_type))
             .map_err(|source| ManifestError::Malformed {
                 kind: "manifest",
                 source,

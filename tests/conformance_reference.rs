@@ -4,69 +4,78 @@
 //! # reference-vectors.json (distribution/reference)
 //!
 //! `Reference::from_str` is `ParseNormalizedNamed` followed by
-//! `ParseDockerRef`; `parse_unnormalized` is `Parse`. Decisions:
+//! `ParseDockerRef`; `parse_unnormalized` is `Parse`. Every one of the 271
+//! `inputs` rows is checked three ways (`ParseDockerRef` with
+//! `ParseNormalizedNamed`'s facts, `Parse`, `ParseAnyReference`), and 329 of
+//! the 352 upstream `cases`.
+//!
+//! Decisions:
 //! - sha384 and sha512 digests are ACCEPTED: where an input row carries
 //!   `if_sha384_sha512_registered`, that alternative result is the
 //!   expectation, for the row and for the upstream cases on the same input.
-//! - A `Reference` always holds the `ParseDockerRef` result, so expectations
-//!   about `ParseNormalizedNamed`'s `String()` and `FamiliarString()` are
-//!   rewritten the way `ParseDockerRef` would print them (tag `latest` added
-//!   when neither tag nor digest was given, tag dropped when a digest was)
-//!   before comparing; `familiar` rows are compared the same way.
+//!   This is the one deliberate difference the vectors show: 4 input rows
+//!   and 1 case (`TestReferenceParse/14`); one of the rows still fails, now
+//!   for its length.
+//! - A `Reference` always holds the `ParseDockerRef` result, so facts about
+//!   `ParseNormalizedNamed`'s `String()` and `FamiliarString()` (and the
+//!   rows' `familiar`) are rewritten as `ParseDockerRef` would print them
+//!   (tag `latest` added when neither tag nor digest was written, a written
+//!   tag dropped next to a digest) before comparing.
 //! - Error kinds are compared wherever the vectors name one. The two ad-hoc
 //!   errors of `ParseNormalizedNamed` (kind null) are told apart by message:
 //!   "must be lowercase" is `NameContainsUppercase`, "64-byte hexadecimal" is
 //!   `HexIdentifier`. Cases with `error: null` only require some error.
-//! - Functions lkcache has no twin for are checked through the closest API:
-//!   `ParseNamed` (accepts canonical input only) as `from_str` plus "the
-//!   input starts with the expanded name"; `WithName` and `regexp:anchoredName`
-//!   as `parse_unnormalized` with neither tag nor digest (`NameTooLong` still
+//! - Functions lkcache has no twin for are checked through the closest API,
+//!   validity and split only: `ParseNamed` (accepts canonical input only,
+//!   `ErrNameNotCanonical` otherwise) as `from_str` plus "the input starts
+//!   with the expanded name"; `WithName` and `regexp:anchoredName` as
+//!   `parse_unnormalized` with neither tag nor digest (`NameTooLong` still
 //!   counts as a regexp match, since the regexp does not limit length);
 //!   `regexp:^domainAndPort$` as the domain of `parse_unnormalized("<x>/x")`;
 //!   `regexp:reference` as `parse_unnormalized` succeeding or failing only
 //!   after the regexp (`NameTooLong`, `Digest`); `regexp:anchoredIdentifier`
 //!   as `from_str` failing with `HexIdentifier`.
 //!
-//! Skipped upstream cases (24 of 352), each counted in the test output:
-//! - `WithTag` (5) and `WithDigest` (4) builders and
-//!   `TestInvalidReferenceComponents/1-2` (2): there is no tag builder, and
-//!   the `WithDigest` vectors use 37-hex-digit sha256 digests, which a
-//!   well-formed `Digest` can never hold.
-//! - `FamiliarMatch` (10): glob matching is not offered.
-//! - `ParseAnyReference` of a bare 64-hex id or `sha256:…` digest (2), and
-//!   the `parse_any` result of such input rows: lkcache reads those with
-//!   `Digest`, not `Reference`.
-//! - `TestWithTag/0`…: counted above; nothing else is skipped.
+//! Skipped, each counted in the test output:
+//! - Cases `WithTag` (6, with `TestInvalidReferenceComponents/1`) and
+//!   `WithDigest` (5, with `TestInvalidReferenceComponents/2`): there is no
+//!   tag builder, and the `WithDigest` vectors use 37-hex-digit sha256
+//!   digests, which a well-formed `Digest` can never hold.
+//! - Cases `FamiliarMatch` (10): glob matching is not offered.
+//! - `ParseAnyReference` of a bare 64-hex id or `sha256:<hex>` digest (2
+//!   cases, and the `parse_any` result of 6 input rows): lkcache reads those
+//!   with `Digest`, not `Reference`.
 //!
-//! The only deliberate difference from distribution: an input whose first
-//! component looks like a domain (has `.`) but is not a valid host, such as
-//! `a_b.c/d`, is rejected, where upstream falls back to a reference with an
-//! empty domain that no registry can serve. No vector exercises it; the unit
-//! tests in `src/reference.rs` do.
+//! Not exercised by any vector: an input whose first component is taken for
+//! a domain (it has `.`) but is not a valid host, such as `a_b.c/d`, is
+//! rejected, where upstream falls back to a reference with an empty domain
+//! that no registry can serve. The unit tests in `src/reference.rs` pin it.
 //!
 //! # ggcr-name-vectors.json (go-containerregistry pkg/name)
 //!
 //! A different parser, used where the semantics coincide; ggcr spells
 //! Docker Hub `index.docker.io`, which is read as `docker.io`.
-//! - Scheme: `is_loopback()` (loopback means http, else https) against the
-//!   `scheme` of `computed` rows valid in both parsers, of `as_registry`
-//!   rows, and of `NewRegistry` cases, with each registry probed as
-//!   `<registry>/probe`. Deliberate differences: [`SCHEME_DIFFERENCES`].
-//! - `ParseReference` under default options (`computed[].default` and the
-//!   `WeakValidation`/no-option cases): the verdict, and for valid inputs
-//!   name, registry, repository, identifier and type. Inputs on which ggcr's
-//!   grammar differs from Docker's: [`GGCR_GRAMMAR_DIFFERENCES`].
+//! - Scheme (128 comparisons): `is_loopback()` (loopback means http, else
+//!   https) against the `scheme` of the 95 `computed` rows valid in both
+//!   parsers, of 20 `as_registry` rows and of 13 `NewRegistry` cases, each
+//!   registry probed as `<registry>/probe`. Deliberate differences (10):
+//!   [`SCHEME_DIFFERENCES`].
+//! - `ParseReference` under default options (144: the 124 `computed[].default`
+//!   results and the 20 `WeakValidation`/no-option cases): the verdict, and
+//!   for valid inputs name, context name, registry, repository, identifier
+//!   and type. Grammar differences (5 inputs): [`GGCR_GRAMMAR_DIFFERENCES`].
 //!
 //! Skipped from ggcr, each counted in the test output:
-//! - `StrictValidation`, `Insecure` and `WithDefaultRegistry`/`WithDefaultTag`
-//!   options (computed `strict`/`insecure` results and their cases): Docker
-//!   has no strict mode, no insecure flag and a fixed default registry.
+//! - `StrictValidation`, `Insecure`, `WithDefaultRegistry`/`WithDefaultTag`
+//!   (the computed `strict`/`insecure` results and those cases): Docker has
+//!   no strict mode, no insecure flag and a fixed default registry.
 //! - `NewTag`, `NewDigest`, `NewRepository` and `NewInsecureRegistry` cases,
 //!   and `NewRegistry` cases without a scheme expectation: constructors for
 //!   partial references that have no counterpart here.
 //! - `as_registry`/`NewRegistry` registries that are not a domain under
 //!   Docker's rules (`ubuntu`, `a`, `0`, the empty string, unbracketed
-//!   `::1`): `<registry>/probe` does not name that registry.
+//!   `::1`): `<registry>/probe` does not name that registry; and computed
+//!   rows that either parser rejects have no scheme to compare.
 //! - `rfc1918` facts: private addresses get no special treatment here.
 
 use std::error::Error;
@@ -102,7 +111,8 @@ const SCHEME_DIFFERENCES: &[(&str, &str, &str)] = &[
 ];
 
 /// Inputs whose `ParseReference` verdict differs because ggcr's grammar is
-/// not Docker's, with lkcache's verdict (true = valid).
+/// not Docker's, with lkcache's verdict (true = valid) and the reason. All
+/// are `computed` rows.
 const GGCR_GRAMMAR_DIFFERENCES: &[(&str, bool, &str)] = &[
     (
         "foo/bar:-tag",

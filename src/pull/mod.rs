@@ -220,11 +220,11 @@ impl<'a> Puller<'a> {
     /// Pulls one image, from the cache when it holds all that is wanted.
     pub fn pull(&self, reference: &Reference) -> Result<PullReport, PullError> {
         let name = reference.to_string();
-        if !self.options.force {
-            if let Some(report) = self.from_cache(&name)? {
-                tracing::debug!("{name}: cache hit, not asking the registry");
-                return Ok(report);
-            }
+        if !self.options.force
+            && let Some(report) = self.cached_report(&name)?
+        {
+            tracing::debug!("{name}: cache hit, not asking the registry");
+            return Ok(report);
         }
         let root = self.client.fetch_manifest(reference)?;
         let (platforms, transferred) = match &root.manifest {
@@ -244,7 +244,7 @@ impl<'a> Puller<'a> {
     }
 
     /// Answers from the cache alone, or `None` when the registry is needed.
-    fn from_cache(&self, name: &str) -> Result<Option<PullReport>, PullError> {
+    fn cached_report(&self, name: &str) -> Result<Option<PullReport>, PullError> {
         let cached = match self.store.cached(name) {
             Ok(Some(cached)) => cached,
             Ok(None) | Err(StoreError::MissingBlob(_)) => return Ok(None),
@@ -388,7 +388,7 @@ impl<'a> Puller<'a> {
             let Manifest::Image(image) = self.store.read_manifest(descriptor)? else {
                 return Err(not_an_image());
             };
-            return Ok((descriptor.clone(), image, None));
+            return Ok((descriptor.clone(), *image, None));
         }
         let fetched = self
             .client
@@ -397,7 +397,7 @@ impl<'a> Puller<'a> {
         let Manifest::Image(image) = fetched.manifest else {
             return Err(not_an_image());
         };
-        Ok((descriptor.clone(), image, Some(fetched.bytes)))
+        Ok((descriptor.clone(), *image, Some(fetched.bytes)))
     }
 
     /// Stores a single-platform image's blobs, after checking that its
@@ -410,14 +410,14 @@ impl<'a> Puller<'a> {
     ) -> Result<(Vec<Platform>, Transferred), PullError> {
         let (config, config_transferred) = self.fetch_config(reference, image)?;
         let platform = config.platform();
-        if let Some(actual) = platform.as_ref().filter(|_| !self.options.all_platforms) {
-            if !self.wanted.iter().any(|w| w.is_compatible(actual)) {
-                return Err(PullError::PlatformMismatch {
-                    reference: reference.to_string(),
-                    wanted: join_platforms(&self.wanted),
-                    actual: actual.to_string(),
-                });
-            }
+        if let Some(actual) = platform.as_ref().filter(|_| !self.options.all_platforms)
+            && !self.wanted.iter().any(|w| w.is_compatible(actual))
+        {
+            return Err(PullError::PlatformMismatch {
+                reference: reference.to_string(),
+                wanted: join_platforms(&self.wanted),
+                actual: actual.to_string(),
+            });
         }
         tracing::debug!("{reference}: single image {digest}, platform {platform:?}");
         let mut transferred = self.downloader.fetch_missing(

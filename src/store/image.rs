@@ -127,7 +127,7 @@ impl Store {
         Ok(Image {
             name: name.to_string(),
             descriptor: descriptor.clone(),
-            manifest,
+            manifest: *manifest,
             config_bytes,
             config,
         })

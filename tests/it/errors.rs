@@ -5,7 +5,7 @@ use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::process::Command;
 
-use crate::harness::fake::FakeRegistry;
+use crate::harness::fake;
 use crate::harness::images::{self, Style};
 use crate::harness::{Cache, Pusher, Registry, TestResult, require_tool};
 
@@ -197,12 +197,11 @@ fn manifest_over_the_size_limit_is_refused() -> TestResult {
     huge.extend(std::iter::repeat_n(b'x', 4 * 1024 * 1024));
     huge.extend_from_slice(br#""}}"#);
     for declare_length in [true, false] {
-        let fake =
-            FakeRegistry::serving(lkcache::media_type::OCI_INDEX, huge.clone(), declare_length)?;
+        let server = fake::serving(lkcache::media_type::OCI_INDEX, huge.clone(), declare_length)?;
         let cache = Cache::new()?;
 
         let run = cache
-            .run(&["pull", &format!("{}/huge:1", fake.addr())])?
+            .run(&["pull", &format!("{}/huge:1", server.addr())])?
             .failed_with(1)?;
 
         assert!(
@@ -218,7 +217,7 @@ fn manifest_over_the_size_limit_is_refused() -> TestResult {
 #[test]
 fn schema1_manifest_is_refused_as_unsupported() -> TestResult {
     let schema1 = br#"{"schemaVersion":1,"name":"old","tag":"1","architecture":"amd64","fsLayers":[],"history":[]}"#;
-    let fake = FakeRegistry::serving(
+    let server = fake::serving(
         lkcache::media_type::DOCKER_SCHEMA1_SIGNED,
         schema1.to_vec(),
         true,
@@ -226,7 +225,7 @@ fn schema1_manifest_is_refused_as_unsupported() -> TestResult {
     let cache = Cache::new()?;
 
     let run = cache
-        .run(&["pull", &format!("{}/old:1", fake.addr())])?
+        .run(&["pull", &format!("{}/old:1", server.addr())])?
         .failed_with(1)?;
 
     assert!(

@@ -3,7 +3,9 @@
 
 mod harness;
 
+mod auth;
 mod errors;
 mod interop;
+mod lock;
 mod ls;
 mod pull;

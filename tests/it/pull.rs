@@ -32,7 +32,7 @@ fn pulls_only_the_requested_platform_of_an_index() -> TestResult {
     let mut expected = digests_of(&index, 1);
     expected.insert(index.blob.digest.to_string());
     assert_eq!(cache.blobs()?, expected);
-    assert_eq!(cache.names()?, [name.clone()]);
+    assert_eq!(cache.names()?, std::slice::from_ref(&name));
     assert!(
         run.stdout.contains(&index.blob.digest.to_string()),
         "{}",

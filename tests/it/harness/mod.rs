@@ -2,14 +2,16 @@
 //! here, and a runner for the `lkcache` binary against a temporary cache.
 
 pub mod fake;
+pub mod http;
 pub mod images;
 pub mod registry;
+pub mod token;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-pub use images::{Pusher, Style};
+pub use images::Pusher;
 pub use registry::Registry;
 
 /// What every test returns.

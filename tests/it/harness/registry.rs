@@ -22,57 +22,70 @@ pub struct Registry {
 }
 
 /// How the registry authenticates clients.
-pub enum Auth {
+pub enum Auth<'a> {
     /// Anyone may pull and push.
     None,
     /// HTTP basic auth against an htpasswd file with one user.
-    Htpasswd {
-        user: &'static str,
-        password: &'static str,
+    Htpasswd { user: &'a str, password: &'a str },
+    /// Bearer tokens from a token server, verified against its certificate.
+    Token {
+        realm: &'a str,
+        cert_bundle: &'a Path,
     },
 }
 
 impl Registry {
     /// Starts a registry that anyone may pull from and push to.
     pub fn start() -> TestResult<Registry> {
-        Registry::start_with(Auth::None)
-    }
-
-    /// Starts a registry with the given authentication.
-    pub fn start_with(auth: Auth) -> TestResult<Registry> {
         let dir = tempfile::tempdir()?;
-        let port = free_port()?;
-        let addr = format!("127.0.0.1:{port}");
-        let auth_yaml = match auth {
-            Auth::None => String::new(),
-            Auth::Htpasswd { user, password } => {
-                let path = dir.path().join("htpasswd");
-                let hash = bcrypt::hash(password, 4)?;
-                std::fs::write(&path, format!("{user}:{hash}\n"))?;
-                format!(
-                    "auth:\n  htpasswd:\n    realm: lkcache-test\n    path: {}\n",
-                    path.display()
-                )
-            }
-        };
+        let addr = format!("127.0.0.1:{}", free_port()?);
         let config = dir.path().join("config.yml");
-        std::fs::write(
-            &config,
-            format!(
-                "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\n\
-                 storage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n\
-                 http:\n  addr: {addr}\n{auth_yaml}",
-                dir.path().join("storage").display()
-            ),
-        )?;
         let mut registry = Registry {
             child: None,
             addr,
             dir,
             config,
         };
+        registry.write_config(Auth::None)?;
         registry.resume()?;
         Ok(registry)
+    }
+
+    /// Restarts the registry, same port and storage, with other
+    /// authentication: tests push openly, then lock the door.
+    pub fn restart_with(&mut self, auth: Auth) -> TestResult<()> {
+        self.stop();
+        self.write_config(auth)?;
+        self.resume()
+    }
+
+    fn write_config(&self, auth: Auth) -> TestResult<()> {
+        let auth_yaml = match auth {
+            Auth::None => String::new(),
+            Auth::Htpasswd { user, password } => {
+                let path = self.dir.path().join("htpasswd");
+                std::fs::write(&path, format!("{user}:{}\n", bcrypt::hash(password, 4)?))?;
+                format!(
+                    "auth:\n  htpasswd:\n    realm: lkcache-test\n    path: {}\n",
+                    path.display()
+                )
+            }
+            Auth::Token { realm, cert_bundle } => format!(
+                "auth:\n  token:\n    realm: {realm}\n    service: {}\n    issuer: {}\n    rootcertbundle: {}\n",
+                super::token::SERVICE,
+                super::token::ISSUER,
+                cert_bundle.display()
+            ),
+        };
+        let yaml = format!(
+            "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\n\
+             storage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n\
+             http:\n  addr: {}\n{auth_yaml}",
+            self.storage().display(),
+            self.addr
+        );
+        std::fs::write(&self.config, yaml)?;
+        Ok(())
     }
 
     /// Returns `127.0.0.1:PORT`.
@@ -119,7 +132,11 @@ impl Registry {
         let deadline = Instant::now() + Duration::from_secs(20);
         let url = format!("http://{}/v2/", self.addr);
         while Instant::now() < deadline {
-            if ureq::get(&url).call().is_ok() {
+            // Any HTTP answer, a 401 of a registry with auth included.
+            if matches!(
+                ureq::get(&url).call(),
+                Ok(_) | Err(ureq::Error::StatusCode(_))
+            ) {
                 return Ok(());
             }
             if let Some(status) = self
