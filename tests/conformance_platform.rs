@@ -14,7 +14,7 @@
 //!   `Only(p).Less`, which does not rank by os.version.
 //! - `internal`, 10 entries: TestGetCPUVariantFromArch tests an unexported
 //!   cpuinfo helper. The unit test `machine_names_map_like_containerd_cpuinfo`
-//!   in `src/platform.rs` runs these vectors. The other 12 `internal` entries
+//!   in `src/platform/host.rs` runs these vectors. The other 12 `internal` entries
 //!   (Test_PlatformCompat) are run here through `Platform::is_exact`.
 //! - `host_properties`, 5 entries: statements about Go's host detection, not
 //!   data to compare.

@@ -3,6 +3,7 @@
 use clap::Args;
 
 use lkcache::list::{self, ListEntry};
+use lkcache::media_type;
 
 use super::{Cli, Failure, open_store};
 
@@ -21,6 +22,8 @@ pub(super) fn run(cli: &Cli, args: &LsArgs) -> Result<u8, Failure> {
         println!("{json}");
     } else {
         print_table(&entries);
+        let total = store.blobs_size_bytes().map_err(Failure::failed)?;
+        println!("{} images, {} in blobs", entries.len(), human_bytes(total));
     }
     Ok(0)
 }
@@ -33,8 +36,8 @@ fn print_table(entries: &[ListEntry]) {
         .unwrap_or(4)
         .max(4);
     println!(
-        "{:width$}  {:<19}  {:>10}  PLATFORMS",
-        "NAME", "DIGEST", "SIZE"
+        "{:width$}  {:<19}  {:<13}  {:>10}  PLATFORMS",
+        "NAME", "DIGEST", "TYPE", "SIZE"
     );
     for entry in entries {
         let digest = format!(
@@ -48,10 +51,22 @@ fn print_table(entries: &[ListEntry]) {
             entry.platforms.join(",")
         };
         println!(
-            "{:width$}  {digest:<19}  {:>10}  {platforms}",
+            "{:width$}  {digest:<19}  {:<13}  {:>10}  {platforms}",
             entry.name,
+            short_media_type(&entry.media_type),
             human_bytes(entry.size_bytes)
         );
+    }
+}
+
+/// Names a root media type in a few characters for the table.
+fn short_media_type(media_type: &str) -> &str {
+    match media_type {
+        media_type::OCI_INDEX => "oci-index",
+        media_type::OCI_MANIFEST => "oci-manifest",
+        media_type::DOCKER_MANIFEST_LIST => "docker-list",
+        media_type::DOCKER_MANIFEST => "docker-image",
+        other => other,
     }
 }
 

@@ -68,6 +68,11 @@ impl Downloader {
             .iter()
             .filter(|d| seen.insert(d.digest.clone()) && !store.has_blob(d))
             .collect();
+        tracing::debug!(
+            "{reference}: {} of {} blobs to download, the rest are cached",
+            missing.len(),
+            seen.len()
+        );
         let failed = AtomicBool::new(false);
         let results: Vec<Result<Transferred, PullError>> = std::thread::scope(|scope| {
             let handles: Vec<_> = missing

@@ -11,6 +11,8 @@
 mod download;
 
 use std::collections::HashSet;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::digest::Digest;
 use crate::manifest::{Descriptor, ImageConfig, ImageIndex, ImageManifest, Manifest};
@@ -23,6 +25,9 @@ pub use download::Transferred;
 
 /// The number of blobs downloaded at once unless told otherwise.
 pub const DEFAULT_PARALLEL_BLOBS: usize = 4;
+
+/// The number of images whose pulls run at once.
+pub const MAX_PARALLEL_IMAGES: usize = 8;
 
 /// The largest config lkcache reads into memory to check its platform.
 const MAX_CONFIG_BYTES: u64 = 64 * 1024 * 1024;
@@ -203,18 +208,33 @@ impl<'a> Puller<'a> {
     }
 
     /// Pulls several images at once; their downloads share the bound on
-    /// blobs in flight. Results come in the order of `references`.
+    /// blobs in flight, and at most [`MAX_PARALLEL_IMAGES`] talk to
+    /// registries at a time. Results come in the order of `references`.
     pub fn pull_all(&self, references: &[Reference]) -> Vec<Result<PullReport, PullError>> {
+        let next = AtomicUsize::new(0);
+        let results: Mutex<Vec<Option<Result<PullReport, PullError>>>> =
+            Mutex::new(references.iter().map(|_| None).collect());
+        let workers = references.len().min(MAX_PARALLEL_IMAGES);
         std::thread::scope(|scope| {
-            let handles: Vec<_> = references
-                .iter()
-                .map(|reference| scope.spawn(move || self.pull(reference)))
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| h.join().expect("a pull thread panicked"))
-                .collect()
-        })
+            for _ in 0..workers {
+                scope.spawn(|| {
+                    loop {
+                        let position = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(reference) = references.get(position) else {
+                            break;
+                        };
+                        let result = self.pull(reference);
+                        results.lock().expect("lock poisoned")[position] = Some(result);
+                    }
+                });
+            }
+        });
+        results
+            .into_inner()
+            .expect("lock poisoned")
+            .into_iter()
+            .map(|result| result.expect("every reference was pulled"))
+            .collect()
     }
 
     /// Pulls one image, from the cache when it holds all that is wanted.
@@ -232,7 +252,9 @@ impl<'a> Puller<'a> {
             Manifest::Image(image) => self.store_image(reference, &root.digest, image)?,
         };
         let descriptor = root.descriptor();
-        self.store.write_blob(&descriptor, &root.bytes)?;
+        if !self.store.has_blob(&descriptor) {
+            self.store.write_blob(&descriptor, &root.bytes)?;
+        }
         self.store.set_name(&name, &descriptor)?;
         Ok(PullReport {
             name,

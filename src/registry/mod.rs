@@ -153,9 +153,14 @@ pub struct FetchedManifest {
 impl FetchedManifest {
     /// Returns a descriptor of this manifest.
     pub fn descriptor(&self) -> Descriptor {
-        let mut descriptor = Descriptor::of_bytes(&self.media_type, &self.bytes);
-        descriptor.digest = self.digest.clone();
-        descriptor
+        Descriptor {
+            media_type: self.media_type.clone(),
+            digest: self.digest.clone(),
+            size: self.bytes.len() as u64,
+            platform: None,
+            annotations: Default::default(),
+            extra: Default::default(),
+        }
     }
 }
 
@@ -200,6 +205,8 @@ impl Client {
             // A stalled body must not hang a pull forever.
             .timeout_per_read(Some(Duration::from_secs(60)))
             .max_redirects(10)
+            // Parallel blob downloads each keep their connection for the next.
+            .max_idle_connections_per_host(16)
             .tls_config(tls)
             .build();
         Client {
@@ -423,6 +430,27 @@ fn registry_error_detail(body: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn speaks_plain_http_only_to_loopback_and_named_insecure_registries() {
+        let client = Client::new(ClientOptions {
+            insecure_registries: vec!["build.internal:5000".to_string()],
+            ..ClientOptions::default()
+        });
+        let cases = [
+            ("localhost:5000/app", "http://localhost:5000"),
+            ("127.0.0.1:5000/app", "http://127.0.0.1:5000"),
+            ("[::1]:5000/app", "http://[::1]:5000"),
+            ("build.internal:5000/app", "http://build.internal:5000"),
+            ("build.internal/app", "https://build.internal"),
+            ("ghcr.io/org/app", "https://ghcr.io"),
+            ("alpine", "https://registry-1.docker.io"),
+        ];
+        for (input, expected) in cases {
+            let reference: Reference = input.parse().unwrap();
+            assert_eq!(client.base_url(&reference), expected, "{input}");
+        }
+    }
 
     #[test]
     fn extracts_registry_error_messages() {

@@ -179,6 +179,23 @@ impl Store {
             .is_ok_and(|meta| meta.is_file() && meta.len() == descriptor.size)
     }
 
+    /// Returns the bytes all files under `blobs/` take, reachable or not.
+    pub fn blobs_size_bytes(&self) -> Result<u64, StoreError> {
+        let blobs = self.root.join("blobs");
+        let mut total = 0;
+        let algorithms = fs::read_dir(&blobs).map_err(|e| StoreError::io("read", &blobs, e))?;
+        for algorithm in algorithms {
+            let dir = algorithm
+                .map_err(|e| StoreError::io("read", &blobs, e))?
+                .path();
+            let entries = fs::read_dir(&dir).map_err(|e| StoreError::io("read", &dir, e))?;
+            for entry in entries.flatten() {
+                total += entry.metadata().map_or(0, |m| m.len());
+            }
+        }
+        Ok(total)
+    }
+
     /// Opens a blob for reading.
     pub fn open_blob(&self, digest: &Digest) -> Result<File, StoreError> {
         let path = self.blob_path(digest);
