@@ -247,6 +247,7 @@ impl<'a> Puller<'a> {
             return Ok(report);
         }
         let root = self.client.fetch_manifest(reference)?;
+        let _guard = self.store.write_guard()?;
         let (platforms, transferred) = match &root.manifest {
             Manifest::Index(index) => self.store_index(reference, index)?,
             Manifest::Image(image) => self.store_image(reference, &root.digest, image)?,

@@ -7,6 +7,7 @@
 //! blobs/<alg>/<hex>     content-addressed, immutable
 //! .lock                 the write lock shared with LinuxKit
 //! .lkcache/ingest/      lkcache's temporary files
+//! .lkcache/sweep.lock   keeps garbage collection off unnamed new blobs
 //! ```
 //!
 //! The store keeps the design's invariants: `index.json` is only ever
@@ -26,7 +27,7 @@ use std::path::{Path, PathBuf};
 
 pub use blob::{BlobWriter, Mismatch};
 pub use image::{CachedImage, Image, PlatformEntry};
-pub use lock::CacheLock;
+pub use lock::{FileLock, LockMode};
 
 use crate::digest::Digest;
 use crate::manifest::{self, Descriptor, ManifestError};
@@ -35,7 +36,9 @@ const OCI_LAYOUT: &str = "oci-layout";
 const OCI_LAYOUT_CONTENT: &str = r#"{"imageLayoutVersion":"1.0.0"}"#;
 const INDEX_JSON: &str = "index.json";
 const LOCK: &str = ".lock";
+const PRIVATE: &str = ".lkcache";
 const INGEST: &str = ".lkcache/ingest";
+const SWEEP_LOCK: &str = "sweep.lock";
 
 /// What went wrong with the cache directory.
 #[derive(Debug, thiserror::Error)]
@@ -240,10 +243,33 @@ impl Store {
         writer.commit()
     }
 
-    /// Takes the cache's write lock, waiting for other writers.
-    pub fn lock(&self) -> Result<CacheLock, StoreError> {
+    /// Takes the lock on `index.json`, waiting for other writers
+    /// (lkcache's and LinuxKit's). Hold it only around a read-modify-write
+    /// of `index.json`.
+    pub fn lock(&self) -> Result<FileLock, StoreError> {
         let path = self.root.join(LOCK);
-        CacheLock::acquire(&path).map_err(|e| StoreError::io("lock", &path, e))
+        FileLock::acquire(&path, LockMode::Exclusive, "the cache lock")
+            .map_err(|e| StoreError::io("lock", &path, e))
+    }
+
+    /// Declares that this process is about to write blobs that no name
+    /// reaches yet: no garbage collection sweeps while the guard lives. Hold
+    /// it from the first blob written until the name is in `index.json`.
+    pub fn write_guard(&self) -> Result<FileLock, StoreError> {
+        self.sweep_lock(LockMode::Shared, "a garbage collection to finish")
+    }
+
+    /// Waits until no pull or import is between writing blobs and naming
+    /// them, and keeps new ones from starting, for the length of a sweep.
+    pub fn sweep_guard(&self) -> Result<FileLock, StoreError> {
+        self.sweep_lock(LockMode::Exclusive, "pulls and imports in flight to finish")
+    }
+
+    fn sweep_lock(&self, mode: LockMode, waiting_for: &str) -> Result<FileLock, StoreError> {
+        let dir = self.root.join(PRIVATE);
+        fs::create_dir_all(&dir).map_err(|e| StoreError::io("create", &dir, e))?;
+        let path = dir.join(SWEEP_LOCK);
+        FileLock::acquire(&path, mode, waiting_for).map_err(|e| StoreError::io("lock", &path, e))
     }
 
     fn check_layout(&self) -> Result<(), StoreError> {
