@@ -2,17 +2,20 @@
 //! such as `bench/cold-pull`.
 //!
 //! ```text
-//! cargo run --release --example make_image -- OUT_DIR [--layers N] [--layer-mib M] [--platform linux/amd64]
+//! cargo run --release --example make_image -- OUT_DIR
+//!     [--layers N] [--layer-mib M] [--platform linux/amd64]
 //! ```
 //!
 //! `OUT_DIR` receives `oci-layout`, `index.json` (one manifest, named `latest`)
 //! and `blobs/sha256/`: one single-platform image of N gzip-compressed tar
 //! layers (default 5) of about M MiB compressed each (default 45), its config
 //! and its OCI manifest. Layers hold many text-like files of varied sizes,
-//! made of pseudo-random words, so they compress about as well as real files;
-//! every layer is deterministic from its own seed, so the same arguments
-//! always give the same digests. Layers stream to disk through a hasher and
-//! are never held in memory whole.
+//! made of pseudo-random words, so they compress about as well as real files
+//! (about 2.7x with gzip's default level). Every layer is deterministic from
+//! its own seed, so one build always gives the same digests; the compressed
+//! bytes, and the file at which a layer reaches its size, depend on flate2's
+//! deflate backend. Layers stream to disk through a hasher and are never
+//! held in memory whole.
 
 use std::error::Error;
 use std::fs;
@@ -22,7 +25,7 @@ use std::path::{Path, PathBuf};
 use flate2::Compression;
 use flate2::write::GzEncoder;
 use lkcache::digest::{Algorithm, Digest, Hasher};
-use lkcache::media_type;
+use lkcache::media_type::{self, OCI_LAYER_GZIP};
 use serde_json::{Value, json};
 use tempfile::NamedTempFile;
 
@@ -32,6 +35,8 @@ const USAGE: &str =
     "usage: make_image OUT_DIR [--layers N] [--layer-mib M] [--platform OS/ARCH[/VARIANT]]";
 /// The annotation that names an image in an OCI layout.
 const REF_NAME: &str = "org.opencontainers.image.ref.name";
+/// A fixed creation time for the config, so that it is reproducible.
+const CREATED: &str = "2024-01-01T00:00:00Z";
 /// A fixed modification time, so that the tar streams are reproducible.
 const MTIME: u64 = 1_700_000_000;
 /// How many files go into one directory of a layer.
@@ -276,10 +281,10 @@ fn vocabulary() -> Vec<String> {
 fn config_json(platform: &[String], layers: &[Layer]) -> Vec<u8> {
     let diff_ids: Vec<String> = layers.iter().map(|l| l.diff_id.to_string()).collect();
     let history: Vec<Value> = (0..layers.len())
-        .map(|i| json!({"created": "2024-01-01T00:00:00Z", "created_by": format!("make_image layer {i}")}))
+        .map(|i| json!({"created": CREATED, "created_by": format!("make_image layer {i}")}))
         .collect();
     let mut config = json!({
-        "created": "2024-01-01T00:00:00Z",
+        "created": CREATED,
         "architecture": platform[1],
         "os": platform[0],
         "config": {"Env": ["PATH=/usr/local/bin:/usr/bin:/bin"], "Cmd": ["/bin/sh"]},
@@ -295,7 +300,7 @@ fn config_json(platform: &[String], layers: &[Layer]) -> Vec<u8> {
 fn manifest_json(config: (Digest, u64), layers: &[Layer]) -> Vec<u8> {
     let layers: Vec<Value> = layers
         .iter()
-        .map(|l| json!({"mediaType": media_type::OCI_LAYER_GZIP, "digest": l.digest, "size": l.size}))
+        .map(|l| json!({"mediaType": OCI_LAYER_GZIP, "digest": l.digest, "size": l.size}))
         .collect();
     let manifest = json!({
         "schemaVersion": 2,

@@ -27,6 +27,7 @@ pub mod platform;
 pub mod pull;
 pub mod reference;
 pub mod registry;
+pub mod repair;
 pub mod store;
 
 pub use digest::Digest;

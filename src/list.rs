@@ -1,11 +1,15 @@
 //! Listing what the cache holds: each name, its root, the platforms held
-//! completely, and the bytes its blobs take on disk.
+//! completely, the bytes its blobs take on disk and how many of those it
+//! shares with other names.
+
+use std::collections::{HashMap, HashSet};
 
 use serde::Serialize;
 
 use crate::digest::Digest;
+use crate::manifest::Descriptor;
 use crate::platform::Platform;
-use crate::store::{Store, StoreError};
+use crate::store::{Holding, Store, StoreError};
 
 /// One cached name, as `lkcache ls` shows it.
 #[derive(Debug, Clone, Serialize)]
@@ -20,54 +24,100 @@ pub struct ListEntry {
     pub platforms: Vec<String>,
     /// The bytes this image's cached blobs take, each blob counted once.
     pub size_bytes: u64,
+    /// The part of `size_bytes` in blobs that other names use too.
+    pub shared_bytes: u64,
     /// Whether the root document itself is missing or unreadable.
     pub is_broken: bool,
 }
 
-/// Lists every cached name, sorted by name.
-pub fn list(store: &Store) -> Result<Vec<ListEntry>, StoreError> {
-    let index = store.read_index()?;
-    let mut entries: Vec<ListEntry> = index
-        .manifests
-        .iter()
-        .filter_map(|descriptor| {
-            let name = descriptor.ref_name()?.to_string();
-            Some(describe(store, name, descriptor))
-        })
-        .collect();
-    entries.sort_by(|a, b| a.name.cmp(&b.name));
-    Ok(entries)
+/// The whole listing: every name, and what the cache takes in all.
+#[derive(Debug, Clone, Serialize)]
+pub struct Listing {
+    /// The names, sorted.
+    pub images: Vec<ListEntry>,
+    /// The bytes of the distinct blobs that names reach.
+    pub reachable_bytes: u64,
+    /// The bytes of every file under `blobs/`, reachable or not.
+    pub total_bytes: u64,
 }
 
-fn describe(store: &Store, name: String, root: &crate::manifest::Descriptor) -> ListEntry {
-    let mut entry = ListEntry {
-        name,
-        digest: root.digest.clone(),
-        media_type: root.media_type.clone(),
-        platforms: Vec::new(),
-        size_bytes: 0,
-        is_broken: true,
-    };
-    let Ok(cached) = store.cached_root(&entry.name, root.clone()) else {
-        return entry;
-    };
-    let Ok(platforms) = cached.platforms(store) else {
-        return entry;
-    };
-    entry.is_broken = false;
-    entry.platforms = platforms
+/// Lists every cached name, sorted by name.
+pub fn list(store: &Store) -> Result<Listing, StoreError> {
+    let index = store.read_index()?;
+    let mut blob_sets = Vec::new();
+    for root in &index.manifests {
+        let Some(name) = root.ref_name() else {
+            continue;
+        };
+        blob_sets.push((name.to_string(), root, blobs_on_disk(store, root)));
+    }
+    let mut users: HashMap<&Digest, usize> = HashMap::new();
+    for (_, _, blobs) in &blob_sets {
+        for digest in blobs.keys() {
+            *users.entry(digest).or_default() += 1;
+        }
+    }
+
+    let mut images: Vec<ListEntry> = blob_sets
         .iter()
-        .filter(|p| p.is_complete)
-        .map(|p| {
-            p.platform
-                .as_ref()
-                .map_or("unknown".to_string(), Platform::to_string)
-        })
+        .map(|(name, root, blobs)| describe(store, name, root, blobs, &users))
         .collect();
-    entry.size_bytes = cached
-        .blobs_on_disk(store)
+    images.sort_by(|a, b| a.name.cmp(&b.name));
+    let mut distinct = HashSet::new();
+    let reachable_bytes = blob_sets
         .iter()
+        .flat_map(|(_, _, blobs)| blobs.iter())
+        .filter(|(digest, _)| distinct.insert(*digest))
         .map(|(_, size)| size)
         .sum();
-    entry
+    Ok(Listing {
+        images,
+        reachable_bytes,
+        total_bytes: store.blobs_size_bytes()?,
+    })
+}
+
+/// Returns the present blobs a root reaches, with their sizes.
+fn blobs_on_disk(store: &Store, root: &Descriptor) -> HashMap<Digest, u64> {
+    store
+        .reach(root)
+        .into_iter()
+        .filter(|reached| matches!(reached.holding, Holding::Present))
+        .map(|reached| (reached.descriptor.digest, reached.descriptor.size))
+        .collect()
+}
+
+fn describe(
+    store: &Store,
+    name: &str,
+    root: &Descriptor,
+    blobs: &HashMap<Digest, u64>,
+    users: &HashMap<&Digest, usize>,
+) -> ListEntry {
+    let platforms = store
+        .cached_root(name, root.clone())
+        .and_then(|cached| cached.platforms(store));
+    let shared_bytes = blobs
+        .iter()
+        .filter(|(digest, _)| users.get(digest).is_some_and(|n| *n > 1))
+        .map(|(_, size)| size)
+        .sum();
+    ListEntry {
+        name: name.to_string(),
+        digest: root.digest.clone(),
+        media_type: root.media_type.clone(),
+        is_broken: platforms.is_err(),
+        platforms: platforms
+            .unwrap_or_default()
+            .iter()
+            .filter(|p| p.is_complete)
+            .map(|p| {
+                p.platform
+                    .as_ref()
+                    .map_or("unknown".to_string(), Platform::to_string)
+            })
+            .collect(),
+        size_bytes: blobs.values().sum(),
+        shared_bytes,
+    }
 }

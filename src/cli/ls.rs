@@ -2,7 +2,7 @@
 
 use clap::Args;
 
-use lkcache::list::{self, ListEntry};
+use lkcache::list::{self, Listing};
 use lkcache::media_type;
 
 use super::{Cli, Failure, open_store};
@@ -16,19 +16,18 @@ pub(super) struct LsArgs {
 
 pub(super) fn run(cli: &Cli, args: &LsArgs) -> Result<u8, Failure> {
     let store = open_store(cli)?;
-    let entries = list::list(&store).map_err(Failure::failed)?;
+    let listing = list::list(&store).map_err(Failure::failed)?;
     if args.json {
-        let json = serde_json::to_string_pretty(&entries).expect("entries always serialise");
+        let json = serde_json::to_string_pretty(&listing.images).expect("entries always serialise");
         println!("{json}");
     } else {
-        print_table(&entries);
-        let total = store.blobs_size_bytes().map_err(Failure::failed)?;
-        println!("{} images, {} in blobs", entries.len(), human_bytes(total));
+        print_table(&listing);
     }
     Ok(0)
 }
 
-fn print_table(entries: &[ListEntry]) {
+fn print_table(listing: &Listing) {
+    let entries = &listing.images;
     let width = entries
         .iter()
         .map(|e| e.name.len())
@@ -36,8 +35,8 @@ fn print_table(entries: &[ListEntry]) {
         .unwrap_or(4)
         .max(4);
     println!(
-        "{:width$}  {:<19}  {:<13}  {:>10}  PLATFORMS",
-        "NAME", "DIGEST", "TYPE", "SIZE"
+        "{:width$}  {:<19}  {:<13}  {:>10}  {:>10}  PLATFORMS",
+        "NAME", "DIGEST", "TYPE", "SIZE", "SHARED"
     );
     for entry in entries {
         let digest = format!(
@@ -51,12 +50,21 @@ fn print_table(entries: &[ListEntry]) {
             entry.platforms.join(",")
         };
         println!(
-            "{:width$}  {digest:<19}  {:<13}  {:>10}  {platforms}",
+            "{:width$}  {digest:<19}  {:<13}  {:>10}  {:>10}  {platforms}",
             entry.name,
             short_media_type(&entry.media_type),
-            human_bytes(entry.size_bytes)
+            human_bytes(entry.size_bytes),
+            human_bytes(entry.shared_bytes),
         );
     }
+    let unreachable = listing.total_bytes.saturating_sub(listing.reachable_bytes);
+    println!(
+        "{} images, {} on disk ({} in use, {} unreachable: `lkcache gc` frees it)",
+        entries.len(),
+        human_bytes(listing.total_bytes),
+        human_bytes(listing.reachable_bytes),
+        human_bytes(unreachable)
+    );
 }
 
 /// Names a root media type in a few characters for the table.

@@ -4,9 +4,13 @@
 //! 0 success, 1 the operation failed, 2 the command line or its input was
 //! wrong (an unknown flag, a malformed reference or platform).
 
+mod args;
+mod gc;
 mod ls;
 mod progress;
 mod pull;
+mod rm;
+mod verify;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -46,6 +50,14 @@ enum Command {
     Pull(pull::PullArgs),
     /// List the cached images.
     Ls(ls::LsArgs),
+    /// Remove names from the cache, and the blobs no other name uses.
+    Rm(rm::RmArgs),
+    /// Remove every name (or every published one) and the blobs they use.
+    Clean(rm::CleanArgs),
+    /// Remove blobs no name reaches and leftovers of interrupted commands.
+    Gc(gc::GcArgs),
+    /// Re-hash cached images and check that each is complete.
+    Verify(verify::VerifyArgs),
 }
 
 /// A failure, with the exit status it maps to.
@@ -77,6 +89,10 @@ pub fn run() -> ExitCode {
     let result = match &cli.command {
         Command::Pull(args) => pull::run(&cli, args),
         Command::Ls(args) => ls::run(&cli, args),
+        Command::Rm(args) => rm::run_rm(&cli, args),
+        Command::Clean(args) => rm::run_clean(&cli, args),
+        Command::Gc(args) => gc::run(&cli, args),
+        Command::Verify(args) => verify::run(&cli, args),
     };
     match result {
         Ok(status) => ExitCode::from(status),

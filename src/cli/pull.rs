@@ -5,9 +5,9 @@ use std::io::IsTerminal;
 use clap::Args;
 
 use lkcache::pull::{DEFAULT_PARALLEL_BLOBS, NoProgress, Progress, PullReport};
-use lkcache::registry::{Client, ClientOptions, Credentials};
 use lkcache::{Platform, PullOptions, Puller, Reference};
 
+use super::args::{RegistryArgs, parse_all};
 use super::ls::human_bytes;
 use super::progress::BlobBars;
 use super::{Cli, Failure, open_store};
@@ -31,15 +31,8 @@ pub(super) struct PullArgs {
     #[arg(long)]
     pull: bool,
 
-    /// A registry (`host[:port]`) to speak plain HTTP to; loopback
-    /// registries always are.
-    #[arg(
-        long = "insecure-registry",
-        value_name = "HOST",
-        env = "LKCACHE_INSECURE_REGISTRIES",
-        value_delimiter = ','
-    )]
-    insecure_registries: Vec<String>,
+    #[command(flatten)]
+    registry: RegistryArgs,
 
     /// How many blobs to download at once.
     #[arg(long, default_value_t = DEFAULT_PARALLEL_BLOBS, value_name = "N")]
@@ -50,11 +43,7 @@ pub(super) fn run(cli: &Cli, args: &PullArgs) -> Result<u8, Failure> {
     let references = parse_all::<Reference>(&args.images, "image reference")?;
     let platforms = parse_all::<Platform>(&args.platforms, "platform")?;
     let store = open_store(cli)?;
-    let credentials = Credentials::from_env().map_err(Failure::failed)?;
-    let client = Client::new(ClientOptions {
-        insecure_registries: args.insecure_registries.clone(),
-        credentials,
-    });
+    let client = args.registry.client()?;
     let options = PullOptions {
         platforms,
         all_platforms: args.all_platforms,
@@ -94,35 +83,6 @@ struct PullFailed {
     reference: String,
     #[source]
     source: lkcache::pull::PullError,
-}
-
-/// Parses every argument, or fails with the first that is malformed.
-fn parse_all<T>(inputs: &[String], what: &str) -> Result<Vec<T>, Failure>
-where
-    T: std::str::FromStr,
-    T::Err: std::error::Error + 'static,
-{
-    inputs
-        .iter()
-        .map(|input| {
-            input.parse::<T>().map_err(|error| {
-                Failure::usage(InvalidArgument {
-                    what: what.to_string(),
-                    input: input.clone(),
-                    source: Box::new(error),
-                })
-            })
-        })
-        .collect()
-}
-
-#[derive(Debug, thiserror::Error)]
-#[error("invalid {what} `{input}`")]
-struct InvalidArgument {
-    what: String,
-    input: String,
-    #[source]
-    source: Box<dyn std::error::Error>,
 }
 
 fn print_report(report: &PullReport) {

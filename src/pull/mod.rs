@@ -239,9 +239,14 @@ impl<'a> Puller<'a> {
 
     /// Pulls one image, from the cache when it holds all that is wanted.
     pub fn pull(&self, reference: &Reference) -> Result<PullReport, PullError> {
-        let name = reference.to_string();
+        self.pull_as(reference, &reference.to_string())
+    }
+
+    /// Pulls what `reference` names and records it under `name`: a repair
+    /// fetches a name's content by the digest the cache recorded.
+    pub fn pull_as(&self, reference: &Reference, name: &str) -> Result<PullReport, PullError> {
         if !self.options.force
-            && let Some(report) = self.cached_report(&name)?
+            && let Some(report) = self.cached_report(name)?
         {
             tracing::debug!("{name}: cache hit, not asking the registry");
             return Ok(report);
@@ -256,9 +261,9 @@ impl<'a> Puller<'a> {
         if !self.store.has_blob(&descriptor) {
             self.store.write_blob(&descriptor, &root.bytes)?;
         }
-        self.store.set_name(&name, &descriptor)?;
+        self.store.set_name(name, &descriptor)?;
         Ok(PullReport {
-            name,
+            name: name.to_string(),
             root: descriptor,
             platforms,
             contacted_registry: true,

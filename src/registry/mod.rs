@@ -137,6 +137,13 @@ fn insecure_hint(registry: &str) -> &'static str {
     }
 }
 
+/// The requests the client sends.
+#[derive(Debug, Clone, Copy)]
+enum Method {
+    Get,
+    Head,
+}
+
 /// A manifest or index as the registry served it.
 #[derive(Debug, Clone)]
 pub struct FetchedManifest {
@@ -220,13 +227,10 @@ impl Client {
     /// one, else by tag), checks its size and, where the reference pins
     /// one, its digest.
     pub fn fetch_manifest(&self, reference: &Reference) -> Result<FetchedManifest, RegistryError> {
-        let target = match reference.digest() {
-            Some(digest) => digest.to_string(),
-            None => reference.tag().unwrap_or("latest").to_string(),
-        };
-        let path = format!("/v2/{}/manifests/{target}", reference.repository());
+        let path = manifest_path(reference);
         let what = format!("manifest {reference}");
-        let response = self.get(reference, &path, Some(media_type::MANIFEST_ACCEPT), &what)?;
+        let accept = Some(media_type::MANIFEST_ACCEPT);
+        let response = self.send(Method::Get, reference, &path, accept, &what)?;
         let declared = header(&response, "content-type").unwrap_or_default();
         let bytes = read_manifest_body(reference, response)?;
 
@@ -266,16 +270,32 @@ impl Client {
     ) -> Result<BlobStream, RegistryError> {
         let path = format!("/v2/{}/blobs/{digest}", reference.repository());
         let what = format!("blob {digest}");
-        let response = self.get(reference, &path, None, &what)?;
+        let response = self.send(Method::Get, reference, &path, None, &what)?;
         Ok(BlobStream {
             reader: Box::new(response.into_body().into_reader()),
         })
     }
 
-    /// Sends a GET, answering one authentication challenge; returns only
-    /// successful responses.
-    fn get(
+    /// Returns the digest the registry serves for `reference` now, asking
+    /// with a `HEAD` and falling back to fetching the manifest when the
+    /// registry does not say.
+    pub fn current_digest(&self, reference: &Reference) -> Result<Digest, RegistryError> {
+        let path = manifest_path(reference);
+        let what = format!("manifest {reference}");
+        let accept = Some(media_type::MANIFEST_ACCEPT);
+        let response = self.send(Method::Head, reference, &path, accept, &what)?;
+        let announced = header(&response, "docker-content-digest").and_then(|d| d.parse().ok());
+        match announced {
+            Some(digest) => Ok(digest),
+            None => self.fetch_manifest(reference).map(|fetched| fetched.digest),
+        }
+    }
+
+    /// Sends a request, answering one authentication challenge; returns
+    /// only successful responses.
+    fn send(
         &self,
+        method: Method,
         reference: &Reference,
         path: &str,
         accept: Option<&str>,
@@ -286,14 +306,17 @@ impl Client {
         let url = format!("{}{path}", self.base_url(reference));
         let mut retried_auth = false;
         loop {
-            let mut request = self.agent.get(&url);
+            let mut request = match method {
+                Method::Get => self.agent.get(&url),
+                Method::Head => self.agent.head(&url),
+            };
             if let Some(accept) = accept {
                 request = request.header("Accept", accept);
             }
             if let Some(authorization) = self.auth.authorization(&self.agent, domain, &scope)? {
                 request = request.header("Authorization", authorization);
             }
-            tracing::trace!("GET {url}");
+            tracing::trace!("{method:?} {url}");
             let response = request
                 .call()
                 .map_err(|source| RegistryError::Unreachable {
@@ -368,6 +391,16 @@ impl Client {
         let scheme = if is_insecure { "http" } else { "https" };
         format!("{scheme}://{}", reference.registry_host())
     }
+}
+
+/// Returns the API path of the manifest `reference` names, by digest when
+/// it is pinned to one.
+fn manifest_path(reference: &Reference) -> String {
+    let target = match reference.digest() {
+        Some(digest) => digest.to_string(),
+        None => reference.tag().unwrap_or("latest").to_string(),
+    };
+    format!("/v2/{}/manifests/{target}", reference.repository())
 }
 
 fn header(response: &Response<ureq::Body>, name: &str) -> Option<String> {

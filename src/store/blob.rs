@@ -58,13 +58,7 @@ impl BlobWriter {
         final_path: PathBuf,
         expected: &Descriptor,
     ) -> Result<BlobWriter, StoreError> {
-        static COUNTER: AtomicU64 = AtomicU64::new(0);
-        let temp_path = ingest_dir.join(format!(
-            "{}-{}-{}",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::Relaxed),
-            expected.digest.short()
-        ));
+        let temp_path = temp_path(ingest_dir, expected.digest.short());
         let file = File::create(&temp_path).map_err(|e| StoreError::io("create", &temp_path, e))?;
         Ok(BlobWriter {
             file,
@@ -97,6 +91,17 @@ impl BlobWriter {
         self.is_committed = true;
         sync_parent(&self.final_path)
     }
+}
+
+/// Returns a fresh path for a temporary file in `ingest_dir`, named
+/// `PID-N-LABEL` so that garbage collection can tell whose it is.
+pub(super) fn temp_path(ingest_dir: &Path, label: &str) -> PathBuf {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    ingest_dir.join(format!(
+        "{}-{}-{label}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    ))
 }
 
 /// Compares what was hashed with what the descriptor promised.
@@ -152,12 +157,17 @@ impl Drop for BlobWriter {
 
 /// Makes a rename into `path`'s directory durable.
 pub(super) fn sync_parent(path: &Path) -> Result<(), StoreError> {
-    let Some(parent) = path.parent() else {
-        return Ok(());
-    };
-    File::open(parent)
+    match path.parent() {
+        Some(parent) => sync_dir(parent),
+        None => Ok(()),
+    }
+}
+
+/// Makes the entries of a directory (renames, removals) durable.
+pub(super) fn sync_dir(dir: &Path) -> Result<(), StoreError> {
+    File::open(dir)
         .and_then(|dir| dir.sync_all())
-        .map_err(|e| StoreError::io("sync", parent, e))
+        .map_err(|e| StoreError::io("sync", dir, e))
 }
 
 #[cfg(test)]

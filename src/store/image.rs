@@ -7,7 +7,6 @@
 //! its content is rare (a LinuxKit cache, or one changed by hand), but a
 //! reader never assumes it away.
 
-use std::collections::BTreeSet;
 use std::fs::File;
 
 use crate::digest::Digest;
@@ -164,29 +163,6 @@ impl CachedImage {
                 }])
             }
         }
-    }
-
-    /// Returns the distinct digests of every blob of this image that is on
-    /// disk: the root, and each present manifest with its config and layers.
-    pub fn blobs_on_disk(&self, store: &Store) -> BTreeSet<(Digest, u64)> {
-        let mut blobs = BTreeSet::new();
-        let mut add = |d: &Descriptor| {
-            if store.has_blob(d) {
-                blobs.insert((d.digest.clone(), d.size));
-            }
-        };
-        add(&self.root);
-        let manifests: Vec<&Descriptor> = match &self.manifest {
-            Manifest::Index(index) => index.manifests.iter().collect(),
-            Manifest::Image(_) => vec![&self.root],
-        };
-        for descriptor in manifests {
-            add(descriptor);
-            if let Ok(Manifest::Image(image)) = store.read_manifest(descriptor) {
-                image.blobs().for_each(&mut add);
-            }
-        }
-        blobs
     }
 }
 

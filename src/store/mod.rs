@@ -17,17 +17,24 @@
 //! held for nothing else.
 
 mod blob;
+mod gc;
+mod graph;
 mod image;
 mod index;
+pub mod ingest;
 mod lock;
+mod verify;
 
 use std::fs::{self, File};
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
 pub use blob::{BlobWriter, Mismatch};
+pub use gc::Sweep;
+pub use graph::{Holding, Reached, Role};
 pub use image::{CachedImage, Image, PlatformEntry};
 pub use lock::{FileLock, LockMode};
+pub use verify::{Fault, Problem};
 
 use crate::digest::Digest;
 use crate::manifest::{self, Descriptor, ManifestError};
@@ -98,6 +105,18 @@ pub enum StoreError {
         /// What the JSON parser found.
         #[source]
         source: serde_json::Error,
+    },
+    /// A sweep found a name whose content it cannot read.
+    #[error(
+        "cannot collect garbage: the content of `{name}` cannot be read, so what it uses is \
+         unknown; run `lkcache verify --repair` or remove the name first"
+    )]
+    Unsweepable {
+        /// The name whose content is broken.
+        name: String,
+        /// What is wrong with it.
+        #[source]
+        source: Box<StoreError>,
     },
     /// No image of that name is cached.
     #[error("`{0}` is not in the cache; pull it first")]

@@ -6,6 +6,7 @@ mod harness;
 mod auth;
 mod errors;
 mod interop;
+mod lifecycle;
 mod lock;
 mod ls;
 mod pull;
