@@ -20,11 +20,13 @@
 //! ```
 
 pub mod digest;
+pub mod import;
 pub mod list;
 pub mod manifest;
 pub mod media_type;
 pub mod platform;
 pub mod pull;
+pub mod push;
 pub mod reference;
 pub mod registry;
 pub mod repair;

@@ -6,9 +6,11 @@
 
 mod args;
 mod gc;
+mod import;
 mod ls;
 mod progress;
 mod pull;
+mod push;
 mod rm;
 mod verify;
 
@@ -48,6 +50,10 @@ struct Cli {
 enum Command {
     /// Pull images into the cache, from the registry only what is missing.
     Pull(pull::PullArgs),
+    /// Push cached images to a registry, sending only what it lacks.
+    Push(push::PushArgs),
+    /// Import images from an OCI layout tar or a `docker save` archive.
+    Import(import::ImportArgs),
     /// List the cached images.
     Ls(ls::LsArgs),
     /// Remove names from the cache, and the blobs no other name uses.
@@ -88,6 +94,8 @@ pub fn run() -> ExitCode {
     init_logging(cli.quiet, cli.verbose);
     let result = match &cli.command {
         Command::Pull(args) => pull::run(&cli, args),
+        Command::Push(args) => push::run(&cli, args),
+        Command::Import(args) => import::run(&cli, args),
         Command::Ls(args) => ls::run(&cli, args),
         Command::Rm(args) => rm::run_rm(&cli, args),
         Command::Clean(args) => rm::run_clean(&cli, args),

@@ -251,17 +251,21 @@ fn basic_header(auth: &BasicAuth) -> String {
     )
 }
 
-fn token_url(realm: &str, service: Option<&str>, scope: &str) -> String {
+/// Builds the token request URL; `scopes` holds one or more scopes
+/// separated by spaces, each sent as its own `scope` parameter.
+fn token_url(realm: &str, service: Option<&str>, scopes: &str) -> String {
+    let params = service
+        .map(|service| ("service", service))
+        .into_iter()
+        .chain(scopes.split(' ').map(|scope| ("scope", scope)));
     let mut url = realm.to_string();
     let mut separator = if realm.contains('?') { '&' } else { '?' };
-    for (key, value) in [("service", service), ("scope", Some(scope))] {
-        if let Some(value) = value {
-            url.push(separator);
-            url.push_str(key);
-            url.push('=');
-            url.push_str(&percent_encode(value));
-            separator = '&';
-        }
+    for (key, value) in params {
+        url.push(separator);
+        url.push_str(key);
+        url.push('=');
+        url.push_str(&percent_encode(value));
+        separator = '&';
     }
     url
 }

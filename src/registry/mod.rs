@@ -10,139 +10,25 @@
 
 mod auth;
 pub mod credentials;
+mod error;
+mod transport;
+mod upload;
 
 use std::io::Read;
 use std::time::Duration;
 
-use ureq::http::{Response, StatusCode};
+use ureq::http::Response;
 
 use crate::digest::{Digest, Hasher};
-use crate::manifest::{self, Descriptor, MAX_MANIFEST_BYTES, Manifest, ManifestError};
+use crate::manifest::{self, Descriptor, MAX_MANIFEST_BYTES, Manifest};
 use crate::media_type;
 use crate::reference::Reference;
 
 pub use credentials::{BasicAuth, CredentialError, Credentials};
+pub use error::RegistryError;
+pub use upload::{CHUNK_BYTES, Mount};
 
-/// What went wrong talking to a registry.
-#[derive(Debug, thiserror::Error)]
-pub enum RegistryError {
-    /// No HTTP exchange was possible.
-    #[error(
-        "cannot reach registry `{registry}` at {url}: {source}; \
-         check the name and the network{}",
-        insecure_hint(registry)
-    )]
-    Unreachable {
-        /// The registry as the reference names it.
-        registry: String,
-        /// The URL tried.
-        url: String,
-        /// The transport's error.
-        #[source]
-        source: Box<ureq::Error>,
-    },
-    /// The registry does not know the name, tag or digest.
-    #[error("`{reference}` was not found at the registry ({detail}); check the name and the tag")]
-    NotFound {
-        /// The full reference asked for.
-        reference: String,
-        /// The registry's own words.
-        detail: String,
-    },
-    /// The registry refused access.
-    #[error("registry `{registry}` refused access to `{reference}` ({detail}); {}",
-        if *has_credentials { "check the credentials in the Docker configuration" }
-        else { "log in with `docker login`, or add an `auths` entry to the Docker configuration" })]
-    Unauthorized {
-        /// The registry.
-        registry: String,
-        /// The full reference asked for.
-        reference: String,
-        /// The registry's own words.
-        detail: String,
-        /// Whether credentials were configured for this registry.
-        has_credentials: bool,
-    },
-    /// The token server did not hand out a token.
-    #[error("cannot get a token for `{registry}` from `{realm}`: {detail}")]
-    Token {
-        /// The registry.
-        registry: String,
-        /// The token server.
-        realm: String,
-        /// What went wrong.
-        detail: String,
-    },
-    /// Any other unexpected status.
-    #[error("registry `{registry}` answered {status} to {what}: {detail}")]
-    Status {
-        /// The registry.
-        registry: String,
-        /// The request, as `manifest docker.io/library/alpine:3`.
-        what: String,
-        /// The HTTP status.
-        status: u16,
-        /// The registry's error code and message.
-        detail: String,
-    },
-    /// A manifest above the size limit.
-    #[error(
-        "manifest of `{reference}` is {size_bytes} bytes, more than the limit of {MAX_MANIFEST_BYTES}"
-    )]
-    ManifestTooLarge {
-        /// The full reference.
-        reference: String,
-        /// Its size, or the bytes read before giving up.
-        size_bytes: u64,
-    },
-    /// Content whose digest is not the one expected.
-    #[error(
-        "manifest of `{reference}` hashes to `{actual}`, expected `{expected}`; the registry served wrong content"
-    )]
-    DigestMismatch {
-        /// The full reference.
-        reference: String,
-        /// The digest asked for.
-        expected: Digest,
-        /// The digest of what arrived.
-        actual: Digest,
-    },
-    /// A manifest lkcache cannot use.
-    #[error("cannot use the manifest of `{reference}`")]
-    Manifest {
-        /// The full reference.
-        reference: String,
-        /// Why.
-        #[source]
-        source: ManifestError,
-    },
-    /// The connection broke while reading a response.
-    #[error("reading {what} from `{registry}` failed")]
-    Read {
-        /// The registry.
-        registry: String,
-        /// What was being read.
-        what: String,
-        /// The transport's error.
-        #[source]
-        source: std::io::Error,
-    },
-}
-
-fn insecure_hint(registry: &str) -> &'static str {
-    if registry.contains(':') {
-        "; if the registry speaks plain HTTP, name it with --insecure-registry"
-    } else {
-        ""
-    }
-}
-
-/// The requests the client sends.
-#[derive(Debug, Clone, Copy)]
-enum Method {
-    Get,
-    Head,
-}
+use transport::{Exchange, Method, header};
 
 /// A manifest or index as the registry served it.
 #[derive(Debug, Clone)]
@@ -229,8 +115,11 @@ impl Client {
     pub fn fetch_manifest(&self, reference: &Reference) -> Result<FetchedManifest, RegistryError> {
         let path = manifest_path(reference);
         let what = format!("manifest {reference}");
-        let accept = Some(media_type::MANIFEST_ACCEPT);
-        let response = self.send(Method::Get, reference, &path, accept, &what)?;
+        let mut request = Exchange::new(reference, Method::Get, &path, what);
+        request
+            .headers
+            .push(("Accept", media_type::MANIFEST_ACCEPT.to_string()));
+        let response = self.exchange(request)?;
         let declared = header(&response, "content-type").unwrap_or_default();
         let bytes = read_manifest_body(reference, response)?;
 
@@ -270,7 +159,7 @@ impl Client {
     ) -> Result<BlobStream, RegistryError> {
         let path = format!("/v2/{}/blobs/{digest}", reference.repository());
         let what = format!("blob {digest}");
-        let response = self.send(Method::Get, reference, &path, None, &what)?;
+        let response = self.exchange(Exchange::new(reference, Method::Get, &path, what))?;
         Ok(BlobStream {
             reader: Box::new(response.into_body().into_reader()),
         })
@@ -282,114 +171,16 @@ impl Client {
     pub fn current_digest(&self, reference: &Reference) -> Result<Digest, RegistryError> {
         let path = manifest_path(reference);
         let what = format!("manifest {reference}");
-        let accept = Some(media_type::MANIFEST_ACCEPT);
-        let response = self.send(Method::Head, reference, &path, accept, &what)?;
+        let mut request = Exchange::new(reference, Method::Head, &path, what);
+        request
+            .headers
+            .push(("Accept", media_type::MANIFEST_ACCEPT.to_string()));
+        let response = self.exchange(request)?;
         let announced = header(&response, "docker-content-digest").and_then(|d| d.parse().ok());
         match announced {
             Some(digest) => Ok(digest),
             None => self.fetch_manifest(reference).map(|fetched| fetched.digest),
         }
-    }
-
-    /// Sends a request, answering one authentication challenge; returns
-    /// only successful responses.
-    fn send(
-        &self,
-        method: Method,
-        reference: &Reference,
-        path: &str,
-        accept: Option<&str>,
-        what: &str,
-    ) -> Result<Response<ureq::Body>, RegistryError> {
-        let domain = reference.domain();
-        let scope = format!("repository:{}:pull", reference.repository());
-        let url = format!("{}{path}", self.base_url(reference));
-        let mut retried_auth = false;
-        loop {
-            let mut request = match method {
-                Method::Get => self.agent.get(&url),
-                Method::Head => self.agent.head(&url),
-            };
-            if let Some(accept) = accept {
-                request = request.header("Accept", accept);
-            }
-            if let Some(authorization) = self.auth.authorization(&self.agent, domain, &scope)? {
-                request = request.header("Authorization", authorization);
-            }
-            tracing::trace!("{method:?} {url}");
-            let response = request
-                .call()
-                .map_err(|source| RegistryError::Unreachable {
-                    registry: domain.to_string(),
-                    url: url.clone(),
-                    source: Box::new(source),
-                })?;
-            let status = response.status();
-            if status == StatusCode::UNAUTHORIZED && !retried_auth {
-                retried_auth = true;
-                let challenge = header(&response, "www-authenticate");
-                if self
-                    .auth
-                    .on_unauthorized(domain, &scope, challenge.as_deref())
-                {
-                    continue;
-                }
-            }
-            if status.is_success() {
-                return Ok(response);
-            }
-            return Err(self.status_error(reference, what, response));
-        }
-    }
-
-    fn status_error(
-        &self,
-        reference: &Reference,
-        what: &str,
-        mut response: Response<ureq::Body>,
-    ) -> RegistryError {
-        let status = response.status();
-        let body = response
-            .body_mut()
-            .with_config()
-            .limit(64 * 1024)
-            .read_to_string()
-            .unwrap_or_default();
-        let detail = registry_error_detail(&body).unwrap_or_else(|| {
-            status
-                .canonical_reason()
-                .unwrap_or("no reason given")
-                .to_lowercase()
-        });
-        let registry = reference.domain().to_string();
-        match status {
-            StatusCode::NOT_FOUND => RegistryError::NotFound {
-                reference: reference.to_string(),
-                detail,
-            },
-            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => RegistryError::Unauthorized {
-                has_credentials: self.auth.has_credentials(&registry),
-                registry,
-                reference: reference.to_string(),
-                detail,
-            },
-            _ => RegistryError::Status {
-                registry,
-                what: what.to_string(),
-                status: status.as_u16(),
-                detail,
-            },
-        }
-    }
-
-    fn base_url(&self, reference: &Reference) -> String {
-        let is_insecure = reference.is_loopback()
-            || self
-                .insecure_registries
-                .iter()
-                .any(|r| r == reference.domain());
-        let scheme = if is_insecure { "http" } else { "https" };
-        format!("{scheme}://{}", reference.registry_host())
     }
 }
 
@@ -401,11 +192,6 @@ fn manifest_path(reference: &Reference) -> String {
         None => reference.tag().unwrap_or("latest").to_string(),
     };
     format!("/v2/{}/manifests/{target}", reference.repository())
-}
-
-fn header(response: &Response<ureq::Body>, name: &str) -> Option<String> {
-    let value = response.headers().get(name)?;
-    value.to_str().ok().map(str::to_string)
 }
 
 /// Reads a manifest body, refusing it as soon as it passes the size limit.
@@ -438,28 +224,6 @@ fn read_manifest_body(
     Ok(bytes)
 }
 
-/// Extracts `CODE: message` from a Distribution error body.
-fn registry_error_detail(body: &str) -> Option<String> {
-    #[derive(serde::Deserialize)]
-    struct Errors {
-        errors: Vec<ErrorEntry>,
-    }
-    #[derive(serde::Deserialize)]
-    struct ErrorEntry {
-        #[serde(default)]
-        code: String,
-        #[serde(default)]
-        message: String,
-    }
-    let errors: Errors = serde_json::from_str(body).ok()?;
-    let parts: Vec<String> = errors
-        .errors
-        .iter()
-        .map(|e| format!("{}: {}", e.code, e.message))
-        .collect();
-    (!parts.is_empty()).then(|| parts.join("; "))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -483,16 +247,5 @@ mod tests {
             let reference: Reference = input.parse().unwrap();
             assert_eq!(client.base_url(&reference), expected, "{input}");
         }
-    }
-
-    #[test]
-    fn extracts_registry_error_messages() {
-        let body =
-            r#"{"errors":[{"code":"MANIFEST_UNKNOWN","message":"manifest unknown","detail":{}}]}"#;
-        assert_eq!(
-            registry_error_detail(body).as_deref(),
-            Some("MANIFEST_UNKNOWN: manifest unknown")
-        );
-        assert_eq!(registry_error_detail("<html>"), None);
     }
 }

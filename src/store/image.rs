@@ -100,7 +100,7 @@ impl Store {
                 available: describe_platforms(&entries),
             });
         };
-        self.read_image(name, &entry.descriptor)
+        self.image_at(name, &entry.descriptor)
     }
 
     /// Reads a manifest or index blob and parses it.
@@ -114,7 +114,9 @@ impl Store {
             })
     }
 
-    fn read_image(&self, name: &str, descriptor: &Descriptor) -> Result<Image, StoreError> {
+    /// Reads the image manifest `descriptor` names, with its config, as an
+    /// image of `name`.
+    pub fn image_at(&self, name: &str, descriptor: &Descriptor) -> Result<Image, StoreError> {
         let Manifest::Image(manifest) = self.read_manifest(descriptor)? else {
             return Err(StoreError::Manifest {
                 digest: descriptor.digest.clone(),

@@ -172,7 +172,10 @@ mod tests {
         assert_eq!(blob.digest(), &digest);
         assert_eq!(blob.size_bytes(), 12);
         assert!(!store.blob_path(&digest).exists());
-        assert_eq!(io::read_to_string(blob.open().unwrap()).unwrap(), "legacy layer");
+        assert_eq!(
+            io::read_to_string(blob.open().unwrap()).unwrap(),
+            "legacy layer"
+        );
 
         blob.commit().unwrap();
         assert_eq!(fs::read(store.blob_path(&digest)).unwrap(), b"legacy layer");

@@ -1,8 +1,6 @@
 //! Authentication against the real registry: anonymous bearer tokens,
 //! tokens and basic auth with credentials from the Docker configuration.
 
-use base64::Engine as _;
-
 use crate::harness::images;
 use crate::harness::registry::Auth;
 use crate::harness::token::TokenServer;
@@ -16,17 +14,6 @@ fn registry_with_image(seed: u64) -> TestResult<Registry> {
     let registry = Registry::start()?;
     Pusher::new(registry.addr()).index("multi", "v1", &images::three_platform_index(seed)?)?;
     Ok(registry)
-}
-
-/// Writes a Docker configuration with credentials for `registry`.
-fn log_in(cache: &Cache, registry: &str, password: &str) -> TestResult {
-    let auth = base64::engine::general_purpose::STANDARD.encode(format!("{USER}:{password}"));
-    let config = serde_json::json!({"auths": {registry: {"auth": auth}}});
-    std::fs::write(
-        cache.docker_config().join("config.json"),
-        config.to_string(),
-    )?;
-    Ok(())
 }
 
 #[test]
@@ -74,7 +61,7 @@ fn fetches_tokens_with_credentials_from_the_docker_config() -> TestResult {
     );
     assert!(cache.names()?.is_empty());
 
-    log_in(&cache, registry.addr(), PASSWORD)?;
+    cache.log_in(registry.addr(), USER, PASSWORD)?;
     cache.run(&["pull", &name])?.ok()?;
     assert_eq!(cache.names()?, [name]);
     Ok(())
@@ -97,7 +84,7 @@ fn uses_basic_auth_with_credentials_from_the_docker_config() -> TestResult {
         anonymous.stderr
     );
 
-    log_in(&cache, &format!("http://{}/", registry.addr()), "wrong")?;
+    cache.log_in(&format!("http://{}/", registry.addr()), USER, "wrong")?;
     let wrong = cache.run(&["pull", &name])?.failed_with(1)?;
     assert!(
         wrong.stderr.contains("check the credentials"),
@@ -110,7 +97,7 @@ fn uses_basic_auth_with_credentials_from_the_docker_config() -> TestResult {
         wrong.stderr
     );
 
-    log_in(&cache, &format!("http://{}/", registry.addr()), PASSWORD)?;
+    cache.log_in(&format!("http://{}/", registry.addr()), USER, PASSWORD)?;
     cache.run(&["pull", &name])?.ok()?;
     assert_eq!(cache.names()?, [name]);
     Ok(())

@@ -10,3 +10,4 @@ mod lifecycle;
 mod lock;
 mod ls;
 mod pull;
+mod push;

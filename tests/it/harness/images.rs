@@ -114,6 +114,21 @@ pub fn text(seed: u64, len: usize) -> Vec<u8> {
     out
 }
 
+/// Returns `len` bytes that do not compress, different for each seed: for
+/// blobs that must stay large after gzip.
+pub fn noise(seed: u64, len: usize) -> Vec<u8> {
+    let mut state = seed | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        out.extend_from_slice(&state.to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
 /// A single-platform image: manifest, config and layers.
 #[derive(Debug, Clone)]
 pub struct Image {

@@ -84,6 +84,16 @@ impl Cache {
         self.dir.path().join("docker-config")
     }
 
+    /// Writes a Docker configuration holding credentials for `registry`
+    /// (an `auths` key, spelled any way Docker spells them).
+    pub fn log_in(&self, registry: &str, user: &str, password: &str) -> TestResult {
+        use base64::Engine as _;
+        let auth = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+        let config = serde_json::json!({"auths": {registry: {"auth": auth}}});
+        std::fs::write(self.docker_config().join("config.json"), config.to_string())?;
+        Ok(())
+    }
+
     /// Runs `lkcache --cache ROOT ARGS…`.
     pub fn run(&self, args: &[&str]) -> TestResult<Run> {
         let output = self.command(args).output()?;

@@ -1,7 +1,7 @@
 //! A real registry for the tests: Debian's `docker-registry` (CNCF
 //! Distribution), on a free loopback port, with its own temporary storage.
 
-use std::io::Read;
+use std::fs::OpenOptions;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -78,7 +78,7 @@ impl Registry {
             ),
         };
         let yaml = format!(
-            "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\n\
+            "version: 0.1\nlog:\n  level: error\n\
              storage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n\
              http:\n  addr: {}\n{auth_yaml}",
             self.storage().display(),
@@ -107,6 +107,17 @@ impl Registry {
             .join("data")
     }
 
+    fn log_path(&self) -> PathBuf {
+        self.dir.path().join("registry.log")
+    }
+
+    /// Returns every request the registry has logged so far, as
+    /// `METHOD PATH STATUS`, oldest first.
+    pub fn requests(&self) -> TestResult<Vec<String>> {
+        let log = std::fs::read_to_string(self.log_path())?;
+        Ok(log.lines().filter_map(access_log_request).collect())
+    }
+
     /// Stops the registry process; its storage stays.
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
@@ -117,12 +128,18 @@ impl Registry {
 
     /// Starts the registry again on the same port and storage.
     pub fn resume(&mut self) -> TestResult<()> {
+        // The access log goes to stdout, errors to stderr: both into one
+        // file, which tests read to count requests.
+        let log = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path())?;
         let child = Command::new(registry_binary()?)
             .arg("serve")
             .arg(&self.config)
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
+            .stdout(log.try_clone()?)
+            .stderr(log)
             .spawn()?;
         self.child = Some(child);
         self.wait_ready()
@@ -144,11 +161,8 @@ impl Registry {
                 .as_mut()
                 .and_then(|c| c.try_wait().ok().flatten())
             {
-                let mut stderr = String::new();
-                if let Some(mut pipe) = self.child.as_mut().and_then(|c| c.stderr.take()) {
-                    let _ = pipe.read_to_string(&mut stderr);
-                }
-                return Err(format!("the registry exited with {status}: {stderr}").into());
+                let log = std::fs::read_to_string(self.log_path()).unwrap_or_default();
+                return Err(format!("the registry exited with {status}: {log}").into());
             }
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -160,6 +174,17 @@ impl Drop for Registry {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// Reads `METHOD PATH STATUS` out of an access log line in combined log
+/// format: `... "GET /v2/ HTTP/1.1" 200 2 "" "agent"`.
+fn access_log_request(line: &str) -> Option<String> {
+    let (_, rest) = line.split_once('"')?;
+    let (request, rest) = rest.split_once('"')?;
+    let mut words = request.split(' ');
+    let (method, path) = (words.next()?, words.next()?);
+    let status = rest.split_whitespace().next()?;
+    Some(format!("{method} {path} {status}"))
 }
 
 /// Finds the registry binary, or fails saying how to install it.
