@@ -1,21 +1,33 @@
-//! Writes a large, realistic test image as an OCI image layout, for benchmarks
-//! such as `bench/cold-pull`.
+//! Writes realistic test images into an OCI image layout, for benchmarks
+//! such as `bench/run`.
 //!
 //! ```text
-//! cargo run --release --example make_image -- OUT_DIR
-//!     [--layers N] [--layer-mib M] [--platform linux/amd64]
+//! cargo run --release --example make_image -- OUT_DIR [--tag NAME]
+//!     [--platform OS/ARCH[/VARIANT]]... [--layers N] [--layer-mib M]
+//!     [--seed S] [--base-seed B]
 //! ```
 //!
-//! `OUT_DIR` receives `oci-layout`, `index.json` (one manifest, named `latest`)
-//! and `blobs/sha256/`: one single-platform image of N gzip-compressed tar
-//! layers (default 5) of about M MiB compressed each (default 45), its config
-//! and its OCI manifest. Layers hold many text-like files of varied sizes,
-//! made of pseudo-random words, so they compress about as well as real files
-//! (about 2.7x with gzip's default level). Every layer is deterministic from
-//! its own seed, so one build always gives the same digests; the compressed
-//! bytes, and the file at which a layer reaches its size, depend on flate2's
-//! deflate backend. Layers stream to disk through a hasher and are never
-//! held in memory whole.
+//! `OUT_DIR` is an OCI image layout (`oci-layout`, `index.json`,
+//! `blobs/sha256/`), created when missing; the image is added to it under
+//! the name `NAME` (default `latest`), replacing an image of that name, so
+//! one layout can hold many images that share blobs.
+//!
+//! With one `--platform` (default `linux/amd64`) the image is one OCI
+//! manifest; with several, one manifest per platform, gathered under an OCI
+//! index. Each manifest has N gzip-compressed tar layers (default 5) of
+//! about M MiB compressed each (default 45; fractions such as `0.5` work).
+//!
+//! Layers hold many text-like files of varied sizes, made of pseudo-random
+//! words, so they compress about as well as real files (about 2.7x with
+//! gzip's default level). Each layer is deterministic from its seed: the
+//! seed `S` (default 0), the platform's position and the layer's position.
+//! With `--base-seed B`, the first layer of every manifest comes from `B`
+//! alone, so images made with the same base seed and layer size share their
+//! base layer, as images built `FROM` one base do. One build always gives
+//! the same digests; the compressed bytes, and the file at which a layer
+//! reaches its size, depend on flate2's deflate backend. Layers are written
+//! in parallel and stream to disk through a hasher, never held whole in
+//! memory.
 
 use std::error::Error;
 use std::fs;
@@ -31,8 +43,8 @@ use tempfile::NamedTempFile;
 
 type Result<T> = std::result::Result<T, Box<dyn Error + Send + Sync>>;
 
-const USAGE: &str =
-    "usage: make_image OUT_DIR [--layers N] [--layer-mib M] [--platform OS/ARCH[/VARIANT]]";
+const USAGE: &str = "usage: make_image OUT_DIR [--tag NAME] [--platform OS/ARCH[/VARIANT]]... \
+                     [--layers N] [--layer-mib M] [--seed S] [--base-seed B]";
 /// The annotation that names an image in an OCI layout.
 const REF_NAME: &str = "org.opencontainers.image.ref.name";
 /// A fixed creation time for the config, so that it is reproducible.
@@ -41,13 +53,27 @@ const CREATED: &str = "2024-01-01T00:00:00Z";
 const MTIME: u64 = 1_700_000_000;
 /// How many files go into one directory of a layer.
 const FILES_PER_DIR: usize = 64;
+/// Mixed into every layer seed, so that seed 0 is not a degenerate state.
+const SEED_SALT: u64 = 0x6c6b_6361_6368_6500;
 
 /// The command line.
 struct Options {
     out: PathBuf,
+    tag: String,
+    platforms: Vec<Vec<String>>,
     layers: usize,
-    layer_mib: u64,
-    platform: Vec<String>,
+    layer_bytes: u64,
+    seed: u64,
+    base_seed: Option<u64>,
+}
+
+/// What one layer is made from.
+#[derive(Clone, Copy)]
+struct LayerSpec {
+    /// The layer's position in its manifest, which names its directory.
+    position: usize,
+    seed: u64,
+    target_bytes: u64,
 }
 
 /// A layer written to `blobs/sha256/`.
@@ -56,6 +82,13 @@ struct Layer {
     size: u64,
     diff_id: Digest,
     uncompressed: u64,
+}
+
+/// A blob written to `blobs/sha256/`, as a descriptor needs it.
+struct Blob {
+    media_type: &'static str,
+    digest: Digest,
+    size: u64,
 }
 
 fn main() {
@@ -69,32 +102,34 @@ fn run() -> Result<()> {
     let options = parse_args(std::env::args().skip(1))?;
     let blobs = options.out.join("blobs").join("sha256");
     fs::create_dir_all(&blobs)?;
-    let vocabulary = vocabulary();
-    let target = options.layer_mib * 1024 * 1024;
-    let layers = write_layers(&blobs, options.layers, target, &vocabulary)?;
-    let config = write_blob(&blobs, &config_json(&options.platform, &layers))?;
-    let manifest = manifest_json(config, &layers);
-    let (manifest_digest, manifest_size) = write_blob(&blobs, &manifest)?;
-    write_layout(&options, &manifest_digest, manifest_size)?;
-    let compressed: u64 = layers.iter().map(|l| l.size).sum();
-    let uncompressed: u64 = layers.iter().map(|l| l.uncompressed).sum();
-    println!(
-        "{}: {} layers, {compressed} bytes compressed ({:.1} MB), {uncompressed} bytes \
-         uncompressed, gzip ratio {:.2}, manifest {manifest_digest}",
-        options.out.display(),
-        layers.len(),
-        compressed as f64 / 1e6,
-        uncompressed as f64 / compressed as f64,
-    );
+    let specs = layer_specs(&options);
+    let layers = write_layers(&blobs, &specs.concat(), &vocabulary())?;
+    let mut manifests = Vec::new();
+    let mut rest = layers.as_slice();
+    for platform in &options.platforms {
+        let (own, others) = rest.split_at(options.layers);
+        manifests.push(write_image(&blobs, platform, own)?);
+        rest = others;
+    }
+    let root = if manifests.len() == 1 {
+        manifests.pop().expect("one manifest")
+    } else {
+        write_index(&blobs, &options.platforms, &manifests)?
+    };
+    add_to_layout(&options.out, &options.tag, &root)?;
+    print_summary(&options, &layers, &root);
     Ok(())
 }
 
 fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Options> {
     let mut options = Options {
         out: PathBuf::new(),
+        tag: "latest".into(),
+        platforms: Vec::new(),
         layers: 5,
-        layer_mib: 45,
-        platform: vec!["linux".into(), "amd64".into()],
+        layer_bytes: 45 << 20,
+        seed: 0,
+        base_seed: None,
     };
     while let Some(arg) = args.next() {
         let mut value = || {
@@ -102,9 +137,12 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Options> {
                 .ok_or_else(|| format!("{arg} needs a value\n{USAGE}"))
         };
         match arg.as_str() {
+            "--tag" => options.tag = value()?,
             "--layers" => options.layers = value()?.parse()?,
-            "--layer-mib" => options.layer_mib = value()?.parse()?,
-            "--platform" => options.platform = value()?.split('/').map(String::from).collect(),
+            "--layer-mib" => options.layer_bytes = mib_to_bytes(&value()?)?,
+            "--platform" => options.platforms.push(parse_platform(&value()?)?),
+            "--seed" => options.seed = value()?.parse()?,
+            "--base-seed" => options.base_seed = Some(value()?.parse()?),
             "-h" | "--help" => return Err(USAGE.into()),
             _ if arg.starts_with('-') || !options.out.as_os_str().is_empty() => {
                 return Err(format!("unexpected argument `{arg}`\n{USAGE}").into());
@@ -112,20 +150,70 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Options> {
             _ => options.out = PathBuf::from(arg),
         }
     }
-    if options.out.as_os_str().is_empty() || options.layers == 0 || options.layer_mib == 0 {
+    if options.out.as_os_str().is_empty() || options.layers == 0 || options.tag.is_empty() {
         return Err(USAGE.into());
     }
-    if !(2..=3).contains(&options.platform.len()) {
-        return Err("--platform must be OS/ARCH or OS/ARCH/VARIANT".into());
+    if options.platforms.is_empty() {
+        options.platforms.push(vec!["linux".into(), "amd64".into()]);
     }
     Ok(options)
 }
 
+/// Parses a size in MiB, fractions allowed, into a positive byte count.
+fn mib_to_bytes(text: &str) -> Result<u64> {
+    let mib: f64 = text.parse()?;
+    let bytes = (mib * 1024.0 * 1024.0).round();
+    if !(1.0..1e15).contains(&bytes) {
+        return Err(format!("--layer-mib `{text}` is not a usable size").into());
+    }
+    Ok(bytes as u64)
+}
+
+fn parse_platform(text: &str) -> Result<Vec<String>> {
+    let parts: Vec<String> = text.split('/').map(String::from).collect();
+    if !(2..=3).contains(&parts.len()) || parts.iter().any(String::is_empty) {
+        return Err(format!("--platform `{text}` is not OS/ARCH or OS/ARCH/VARIANT").into());
+    }
+    Ok(parts)
+}
+
+/// The layers of each platform's manifest, bottom first.
+fn layer_specs(options: &Options) -> Vec<Vec<LayerSpec>> {
+    (0..options.platforms.len())
+        .map(|platform| {
+            (0..options.layers)
+                .map(|layer| {
+                    let seed = match options.base_seed {
+                        Some(base) if layer == 0 => mix(&[base]),
+                        _ => mix(&[options.seed, platform as u64 + 1, layer as u64 + 1]),
+                    };
+                    LayerSpec {
+                        position: layer,
+                        seed,
+                        target_bytes: options.layer_bytes,
+                    }
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// Combines numbers into one well-spread seed.
+fn mix(parts: &[u64]) -> u64 {
+    let mut rng = Rng(SEED_SALT);
+    for part in parts {
+        rng.0 ^= part;
+        rng.next();
+    }
+    rng.next()
+}
+
 /// Writes the layers in parallel, one thread each; returns them in order.
-fn write_layers(blobs: &Path, count: usize, target: u64, words: &[String]) -> Result<Vec<Layer>> {
+fn write_layers(blobs: &Path, specs: &[LayerSpec], words: &[String]) -> Result<Vec<Layer>> {
     std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..count)
-            .map(|index| scope.spawn(move || write_layer(blobs, index, target, words)))
+        let handles: Vec<_> = specs
+            .iter()
+            .map(|spec| scope.spawn(move || write_layer(blobs, *spec, words)))
             .collect();
         handles
             .into_iter()
@@ -136,16 +224,17 @@ fn write_layers(blobs: &Path, count: usize, target: u64, words: &[String]) -> Re
 
 /// Streams one layer: tar → hash (diff_id) → gzip → hash (digest) → a
 /// temporary file, renamed to its digest once complete. Files are added
-/// until the compressed stream reaches `target` bytes.
-fn write_layer(blobs: &Path, index: usize, target: u64, words: &[String]) -> Result<Layer> {
+/// until the compressed stream reaches the target size.
+fn write_layer(blobs: &Path, spec: LayerSpec, words: &[String]) -> Result<Layer> {
     let file = BufWriter::new(NamedTempFile::new_in(blobs)?);
     let gzip = GzEncoder::new(HashingWriter::new(file), Compression::default());
     let mut tar = tar::Builder::new(HashingWriter::new(gzip));
-    let mut rng = Rng(0x6c6b_6361_6368_6500 ^ index as u64);
+    let mut rng = Rng(spec.seed);
     let mut file_number = 0;
-    while tar.get_ref().inner.get_ref().hasher.len_bytes() < target {
+    while tar.get_ref().inner.get_ref().hasher.len_bytes() < spec.target_bytes {
         let dir = format!(
-            "opt/bench/layer{index}/d{:03}/",
+            "opt/bench/layer{}/d{:03}/",
+            spec.position,
             file_number / FILES_PER_DIR
         );
         if file_number % FILES_PER_DIR == 0 {
@@ -278,6 +367,20 @@ fn vocabulary() -> Vec<String> {
         .collect()
 }
 
+/// Writes one platform's config and manifest; returns the manifest.
+fn write_image(blobs: &Path, platform: &[String], layers: &[Layer]) -> Result<Blob> {
+    let config = write_blob(
+        blobs,
+        media_type::OCI_CONFIG,
+        &config_json(platform, layers),
+    )?;
+    write_blob(
+        blobs,
+        media_type::OCI_MANIFEST,
+        &manifest_json(&config, layers),
+    )
+}
+
 fn config_json(platform: &[String], layers: &[Layer]) -> Vec<u8> {
     let diff_ids: Vec<String> = layers.iter().map(|l| l.diff_id.to_string()).collect();
     let history: Vec<Value> = (0..layers.len())
@@ -285,19 +388,15 @@ fn config_json(platform: &[String], layers: &[Layer]) -> Vec<u8> {
         .collect();
     let mut config = json!({
         "created": CREATED,
-        "architecture": platform[1],
-        "os": platform[0],
         "config": {"Env": ["PATH=/usr/local/bin:/usr/bin:/bin"], "Cmd": ["/bin/sh"]},
         "rootfs": {"type": "layers", "diff_ids": diff_ids},
         "history": history,
     });
-    if let Some(variant) = platform.get(2) {
-        config["variant"] = json!(variant);
-    }
+    merge(&mut config, platform_json(platform));
     serde_json::to_vec(&config).expect("JSON values always serialize")
 }
 
-fn manifest_json(config: (Digest, u64), layers: &[Layer]) -> Vec<u8> {
+fn manifest_json(config: &Blob, layers: &[Layer]) -> Vec<u8> {
     let layers: Vec<Value> = layers
         .iter()
         .map(|l| json!({"mediaType": OCI_LAYER_GZIP, "digest": l.digest, "size": l.size}))
@@ -305,44 +404,91 @@ fn manifest_json(config: (Digest, u64), layers: &[Layer]) -> Vec<u8> {
     let manifest = json!({
         "schemaVersion": 2,
         "mediaType": media_type::OCI_MANIFEST,
-        "config": {"mediaType": media_type::OCI_CONFIG, "digest": config.0, "size": config.1},
+        "config": descriptor(config),
         "layers": layers,
     });
     serde_json::to_vec(&manifest).expect("JSON values always serialize")
 }
 
-/// Writes `oci-layout` and `index.json`, naming the manifest `latest`.
-fn write_layout(options: &Options, manifest: &Digest, size: u64) -> Result<()> {
-    let mut platform = json!({"os": options.platform[0], "architecture": options.platform[1]});
-    if let Some(variant) = options.platform.get(2) {
-        platform["variant"] = json!(variant);
-    }
+/// Writes the OCI index of several platforms' manifests.
+fn write_index(blobs: &Path, platforms: &[Vec<String>], manifests: &[Blob]) -> Result<Blob> {
+    let entries: Vec<Value> = platforms
+        .iter()
+        .zip(manifests)
+        .map(|(platform, manifest)| {
+            let mut entry = descriptor(manifest);
+            entry["platform"] = platform_json(platform);
+            entry
+        })
+        .collect();
     let index = json!({
         "schemaVersion": 2,
         "mediaType": media_type::OCI_INDEX,
-        "manifests": [{
-            "mediaType": media_type::OCI_MANIFEST,
-            "digest": manifest.to_string(),
-            "size": size,
-            "platform": platform,
-            "annotations": {REF_NAME: "latest"},
-        }],
+        "manifests": entries,
     });
-    fs::write(
-        options.out.join("oci-layout"),
-        br#"{"imageLayoutVersion":"1.0.0"}"#,
-    )?;
-    fs::write(options.out.join("index.json"), serde_json::to_vec(&index)?)?;
+    let bytes = serde_json::to_vec(&index).expect("JSON values always serialize");
+    write_blob(blobs, media_type::OCI_INDEX, &bytes)
+}
+
+fn platform_json(platform: &[String]) -> Value {
+    let mut json = json!({"os": platform[0], "architecture": platform[1]});
+    if let Some(variant) = platform.get(2) {
+        json["variant"] = json!(variant);
+    }
+    json
+}
+
+fn descriptor(blob: &Blob) -> Value {
+    json!({"mediaType": blob.media_type, "digest": blob.digest.to_string(), "size": blob.size})
+}
+
+/// Copies the members of the object `from` into the object `into`.
+fn merge(into: &mut Value, from: Value) {
+    if let (Some(into), Value::Object(from)) = (into.as_object_mut(), from) {
+        into.extend(from);
+    }
+}
+
+/// Names `root` `tag` in the layout's `index.json`, replacing an earlier
+/// image of that name and keeping the others; writes `oci-layout` if
+/// missing. The index is replaced atomically.
+fn add_to_layout(out: &Path, tag: &str, root: &Blob) -> Result<()> {
+    let layout_file = out.join("oci-layout");
+    if !layout_file.exists() {
+        fs::write(&layout_file, br#"{"imageLayoutVersion":"1.0.0"}"#)?;
+    }
+    let index_path = out.join("index.json");
+    let mut index = match fs::read(&index_path) {
+        Ok(bytes) => serde_json::from_slice(&bytes)?,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            json!({"schemaVersion": 2, "mediaType": media_type::OCI_INDEX, "manifests": []})
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let manifests = index["manifests"]
+        .as_array_mut()
+        .ok_or("index.json has no `manifests` array")?;
+    manifests.retain(|entry| entry["annotations"][REF_NAME] != tag);
+    let mut entry = descriptor(root);
+    entry["annotations"] = json!({REF_NAME: tag});
+    manifests.push(entry);
+    let mut temp = NamedTempFile::new_in(out)?;
+    temp.write_all(&serde_json::to_vec(&index)?)?;
+    temp.persist(&index_path)?;
     Ok(())
 }
 
-/// Writes a small blob and returns its digest and size.
-fn write_blob(blobs: &Path, bytes: &[u8]) -> Result<(Digest, u64)> {
+/// Writes a small blob and returns it.
+fn write_blob(blobs: &Path, media_type: &'static str, bytes: &[u8]) -> Result<Blob> {
     let digest = Digest::sha256_of(bytes);
     let mut temp = NamedTempFile::new_in(blobs)?;
     temp.write_all(bytes)?;
     persist(temp, blobs, &digest)?;
-    Ok((digest, bytes.len() as u64))
+    Ok(Blob {
+        media_type,
+        digest,
+        size: bytes.len() as u64,
+    })
 }
 
 /// Moves a complete temporary file to `blobs/sha256/<hex>`, readable by all.
@@ -352,6 +498,23 @@ fn persist(temp: NamedTempFile, blobs: &Path, digest: &Digest) -> Result<()> {
     use std::os::unix::fs::PermissionsExt;
     fs::set_permissions(&path, fs::Permissions::from_mode(0o644))?;
     Ok(())
+}
+
+fn print_summary(options: &Options, layers: &[Layer], root: &Blob) {
+    let compressed: u64 = layers.iter().map(|l| l.size).sum();
+    let uncompressed: u64 = layers.iter().map(|l| l.uncompressed).sum();
+    println!(
+        "{}:{}: {} platform(s), {} layers, {compressed} bytes compressed ({:.1} MB), \
+         {uncompressed} bytes uncompressed, gzip ratio {:.2}, {} {}",
+        options.out.display(),
+        options.tag,
+        options.platforms.len(),
+        layers.len(),
+        compressed as f64 / 1e6,
+        uncompressed as f64 / compressed as f64,
+        root.media_type,
+        root.digest,
+    );
 }
 
 /// A writer that hashes (SHA-256) everything written through it.

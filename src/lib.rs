@@ -20,6 +20,7 @@
 //! ```
 
 pub mod digest;
+pub mod export;
 pub mod import;
 pub mod list;
 pub mod manifest;

@@ -46,10 +46,10 @@ pub fn list(store: &Store) -> Result<Listing, StoreError> {
     let index = store.read_index()?;
     let mut blob_sets = Vec::new();
     for root in &index.manifests {
-        let Some(name) = root.ref_name() else {
-            continue;
-        };
-        blob_sets.push((name.to_string(), root, blobs_on_disk(store, root)));
+        // An unnamed image (imported from an archive without names) is
+        // listed by its digest.
+        let name = root.ref_name().map_or_else(|| format!("@{}", root.digest), str::to_string);
+        blob_sets.push((name, root, blobs_on_disk(store, root)));
     }
     let mut users: HashMap<&Digest, usize> = HashMap::new();
     for (_, _, blobs) in &blob_sets {

@@ -357,6 +357,12 @@ fn push_blobs(
     Ok(())
 }
 
+/// How many times one blob upload is started before the push fails.
+const UPLOAD_ATTEMPTS: u32 = 3;
+
+/// The pause before an upload starts again, growing with each attempt.
+const UPLOAD_PAUSE: std::time::Duration = std::time::Duration::from_millis(500);
+
 /// How one blob reached the registry.
 #[derive(Debug, Clone, Copy)]
 enum Sent {
@@ -385,9 +391,34 @@ fn push_blob(
             }
         }
     }
-    let file = store.open_blob(&blob.digest)?;
-    client.upload_blob(remote, blob, file, location)?;
+    upload_with_retries(store, client, remote, blob, location)?;
     Ok(Sent::Uploaded)
+}
+
+/// Uploads a blob; an upload streams its bytes once, so a transient failure
+/// starts the whole upload again, a few times at most.
+fn upload_with_retries(
+    store: &Store,
+    client: &Client,
+    remote: &Reference,
+    blob: &Descriptor,
+    mut location: Option<String>,
+) -> Result<(), PushError> {
+    let mut attempt = 1;
+    loop {
+        let file = store.open_blob(&blob.digest)?;
+        match client.upload_blob(remote, blob, file, location.take()) {
+            Err(err) if err.is_transient() && attempt < UPLOAD_ATTEMPTS => {
+                tracing::debug!(
+                    "upload of {} failed ({err}); starting it again",
+                    blob.digest
+                );
+                std::thread::sleep(UPLOAD_PAUSE * attempt);
+                attempt += 1;
+            }
+            result => return Ok(result?),
+        }
+    }
 }
 
 /// Maps each blob that a cached name of the same registry reaches to that

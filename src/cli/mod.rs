@@ -5,6 +5,7 @@
 //! wrong (an unknown flag, a malformed reference or platform).
 
 mod args;
+mod export;
 mod gc;
 mod import;
 mod ls;
@@ -54,6 +55,8 @@ enum Command {
     Push(push::PushArgs),
     /// Import images from an OCI layout tar or a `docker save` archive.
     Import(import::ImportArgs),
+    /// Export cached images as an OCI layout, a Docker archive or a root filesystem.
+    Export(export::ExportArgs),
     /// List the cached images.
     Ls(ls::LsArgs),
     /// Remove names from the cache, and the blobs no other name uses.
@@ -96,6 +99,7 @@ pub fn run() -> ExitCode {
         Command::Pull(args) => pull::run(&cli, args),
         Command::Push(args) => push::run(&cli, args),
         Command::Import(args) => import::run(&cli, args),
+        Command::Export(args) => export::run(&cli, args),
         Command::Ls(args) => ls::run(&cli, args),
         Command::Rm(args) => rm::run_rm(&cli, args),
         Command::Clean(args) => rm::run_clean(&cli, args),

@@ -67,6 +67,13 @@ pub(super) fn run_clean(cli: &Cli, args: &CleanArgs) -> Result<u8, Failure> {
         .published_only
         .then(|| args.registry.client())
         .transpose()?;
+    if !args.published_only {
+        // Unnamed images have no registry to be published at.
+        let unnamed = store.remove_unnamed().map_err(Failure::failed)?;
+        if unnamed > 0 {
+            println!("removed {unnamed} unnamed images");
+        }
+    }
     remove_and_sweep(&store, client.as_ref(), names)?;
     Ok(0)
 }

@@ -76,15 +76,6 @@ impl EntryMeta {
         }
     }
 
-    /// Returns the metadata of a hard link to `target`.
-    pub(crate) fn hard_link(target: Vec<u8>) -> EntryMeta {
-        EntryMeta {
-            typeflag: b'1',
-            link: target,
-            ..EntryMeta::file(0)
-        }
-    }
-
     /// Tells whether entries of this type carry data.
     pub(crate) fn has_data(&self) -> bool {
         self.typeflag == b'0'
@@ -134,7 +125,8 @@ impl<W: Write> TarWriter<W> {
         if !pax.is_empty() {
             self.write_pax(&pax).map_err(CopyError::Write)?;
         }
-        self.write_all(header.as_bytes()).map_err(CopyError::Write)?;
+        self.write_all(header.as_bytes())
+            .map_err(CopyError::Write)?;
         if meta.has_data() {
             self.copy_exactly(data, meta.size)?;
             self.pad(meta.size).map_err(CopyError::Write)?;
@@ -143,11 +135,17 @@ impl<W: Write> TarWriter<W> {
     }
 
     /// Writes an entry whose data is `bytes`.
-    pub(crate) fn append_bytes(&mut self, path: &[u8], meta: &EntryMeta, bytes: &[u8]) -> io::Result<()> {
+    pub(crate) fn append_bytes(
+        &mut self,
+        path: &[u8],
+        meta: &EntryMeta,
+        bytes: &[u8],
+    ) -> io::Result<()> {
         debug_assert_eq!(meta.size, bytes.len() as u64);
-        self.append(path, meta, &mut &bytes[..]).map_err(|e| match e {
-            CopyError::Read(e) | CopyError::Write(e) => e,
-        })
+        self.append(path, meta, &mut &bytes[..])
+            .map_err(|e| match e {
+                CopyError::Read(e) | CopyError::Write(e) => e,
+            })
     }
 
     /// Ends the archive with two zero blocks, flushes it and returns the
@@ -288,7 +286,10 @@ fn pax_record(out: &mut Vec<u8>, key: &[u8], value: &[u8]) {
 mod tests {
     use super::*;
 
-    fn read_back(archive: &[u8]) -> Vec<(Vec<u8>, u8, Vec<u8>, Vec<u8>)> {
+    /// An entry read back: path, type flag, link target, data.
+    type Member = (Vec<u8>, u8, Vec<u8>, Vec<u8>);
+
+    fn read_back(archive: &[u8]) -> Vec<Member> {
         let mut reader = tar::Archive::new(archive);
         reader
             .entries()
@@ -312,15 +313,24 @@ mod tests {
         writer
             .append_bytes(b"short", &EntryMeta::file(5), b"hello")
             .unwrap();
-        writer.append_bytes(&long, &EntryMeta::file(2), b"hi").unwrap();
-        let mut link = EntryMeta::hard_link(long.clone());
+        writer
+            .append_bytes(&long, &EntryMeta::file(2), b"hi")
+            .unwrap();
+        let mut link = EntryMeta {
+            typeflag: b'1',
+            link: long.clone(),
+            ..EntryMeta::file(0)
+        };
         link.uname = "u".repeat(40).into_bytes();
         writer.append_bytes(b"link", &link, b"").unwrap();
         let archive = writer.finish().unwrap();
 
         let entries = read_back(&archive);
         assert_eq!(entries.len(), 3);
-        assert_eq!(entries[0], (b"short".to_vec(), b'0', vec![], b"hello".to_vec()));
+        assert_eq!(
+            entries[0],
+            (b"short".to_vec(), b'0', vec![], b"hello".to_vec())
+        );
         assert_eq!(entries[1], (long.clone(), b'0', vec![], b"hi".to_vec()));
         assert_eq!(entries[2], (b"link".to_vec(), b'1', long, vec![]));
         assert_eq!(archive.len() % BLOCK, 0);

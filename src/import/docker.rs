@@ -72,7 +72,7 @@ pub(super) fn plan(contents: &Contents) -> Result<Plan, ImportError> {
         plan_image(contents, &mut plan, image)?;
     }
     if plan.roots.is_empty() {
-        return Err(ImportError::UnknownLayout);
+        return Err(ImportError::NoImages(MANIFEST_JSON));
     }
     Ok(plan)
 }
@@ -252,5 +252,125 @@ impl Write for HashingSink {
 
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write as _;
+
+    use super::*;
+    use crate::import::{ImportOptions, import};
+    use crate::platform::Platform;
+    use crate::store::Store;
+
+    type TestResult<T = ()> = Result<T, Box<dyn std::error::Error>>;
+
+    fn tar_of(files: &[(&str, &[u8])]) -> TestResult<Vec<u8>> {
+        let mut builder = tar::Builder::new(Vec::new());
+        for (name, content) in files {
+            let mut header = tar::Header::new_gnu();
+            header.set_size(content.len() as u64);
+            header.set_mode(0o644);
+            header.set_cksum();
+            builder.append_data(&mut header, name, *content)?;
+        }
+        Ok(builder.into_inner()?)
+    }
+
+    fn gzip(bytes: &[u8]) -> TestResult<Vec<u8>> {
+        let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        encoder.write_all(bytes)?;
+        Ok(encoder.finish()?)
+    }
+
+    /// The two layers of the legacy archive, uncompressed.
+    fn layer_tars() -> TestResult<[Vec<u8>; 2]> {
+        Ok([tar_of(&[("a", b"first")])?, tar_of(&[("b", b"second")])?])
+    }
+
+    /// A legacy archive with a plain and a gzip layer, whose config lists
+    /// `diff_ids`; returns the archive and the config.
+    fn legacy_archive(diff_ids: &[Digest]) -> TestResult<(Vec<u8>, Vec<u8>)> {
+        let config = serde_json::to_vec(&serde_json::json!({
+            "architecture": "arm64",
+            "os": "linux",
+            "rootfs": {"type": "layers", "diff_ids": diff_ids},
+        }))?;
+        let config_name = format!("{}.json", Digest::sha256_of(&config).hex());
+        let manifest = serde_json::json!([{
+            "Config": config_name,
+            "RepoTags": ["legacy:1"],
+            "Layers": ["aaa/layer.tar", "bbb/layer.tar"],
+        }]);
+        let [plain, compressed] = layer_tars()?;
+        let archive = tar_of(&[
+            (&config_name, &config),
+            ("aaa/layer.tar", &plain),
+            ("bbb/layer.tar", &gzip(&compressed)?),
+            ("manifest.json", &serde_json::to_vec(&manifest)?),
+        ])?;
+        Ok((archive, config))
+    }
+
+    fn diff_ids() -> TestResult<Vec<Digest>> {
+        Ok(layer_tars()?.iter().map(|t| Digest::sha256_of(t)).collect())
+    }
+
+    #[test]
+    fn stores_legacy_layers_under_their_diff_ids_beneath_an_oci_manifest() -> TestResult {
+        let dir = tempfile::tempdir()?;
+        let store = Store::open(dir.path())?;
+        let (archive, config) = legacy_archive(&diff_ids()?)?;
+
+        let imported = import(&store, archive.as_slice(), &ImportOptions::default())?;
+        let again = import(&store, archive.as_slice(), &ImportOptions::default())?;
+
+        assert_eq!(imported[0].names, ["docker.io/library/legacy:1"]);
+        assert_eq!(imported[0].root.media_type, media_type::OCI_MANIFEST);
+        assert_eq!(again[0].root, imported[0].root);
+        let image = store.image(
+            "docker.io/library/legacy:1",
+            &Platform::parse("linux/arm64")?,
+        )?;
+        assert_eq!(image.config_bytes, config);
+        let layers: Vec<(&str, &Digest)> = image
+            .layers()
+            .iter()
+            .map(|l| (l.media_type.as_str(), &l.digest))
+            .collect();
+        assert_eq!(layers[0], (media_type::OCI_LAYER_TAR, &diff_ids()?[0]));
+        assert_eq!(layers[1].0, media_type::OCI_LAYER_GZIP);
+        Ok(())
+    }
+
+    #[test]
+    fn refuses_a_layer_that_is_not_its_diff_id() -> TestResult {
+        let dir = tempfile::tempdir()?;
+        let store = Store::open(dir.path())?;
+        let mut wrong = diff_ids()?;
+        wrong[0] = Digest::sha256_of(b"something else");
+        let (archive, _) = legacy_archive(&wrong)?;
+
+        let result = import(&store, archive.as_slice(), &ImportOptions::default());
+
+        assert!(
+            matches!(&result, Err(ImportError::DiffId { entry, .. }) if entry == "aaa/layer.tar"),
+            "{result:?}"
+        );
+        assert!(store.read_index()?.manifests.is_empty());
+        Ok(())
+    }
+
+    #[test]
+    fn refuses_a_config_whose_name_is_another_digest() {
+        let config = Digest::sha256_of(b"config");
+        let lying = check_config_name(&format!("{}.json", "0".repeat(64)), &config);
+        assert!(
+            matches!(lying, Err(ImportError::DigestMismatch { .. })),
+            "{lying:?}"
+        );
+        assert!(check_config_name("config.json", &config).is_ok());
+        assert!(check_config_name(&format!("{}.json", config.hex()), &config).is_ok());
     }
 }

@@ -5,12 +5,12 @@
 //! `<id>/layer.tar` files, or, since Docker 25, an OCI layout with a
 //! `manifest.json` beside it).
 //!
-//! An archive is a stream that may be read only once (a pipe). [`scan`]
+//! An archive is a stream that may be read only once (a pipe). The scan
 //! reads it front to back and hashes every file into the cache's ingest
 //! directory as it comes, so no layer is ever held in memory; an entry named
 //! `blobs/<alg>/<hex>` is checked against its name right then. Only when
-//! the whole archive has been seen is the layout resolved ([`oci`], or
-//! [`docker`] when there is no `index.json`): every manifest, config and
+//! the whole archive has been seen is the layout resolved (as an OCI
+//! layout, or as a Docker archive when there is no `index.json`): every manifest, config and
 //! layer an imported image reaches must be in the archive (or already in
 //! the cache) and match its descriptor. Until then nothing has moved into
 //! `blobs/` and `index.json` is untouched, so a rejected archive imports
@@ -33,8 +33,6 @@ use crate::manifest::{Descriptor, ManifestError};
 use crate::platform::Platform;
 use crate::reference::{Reference, ReferenceError};
 use crate::store::{Store, StoreError};
-
-pub use naming::ANNOTATION_CONTAINERD_NAME;
 
 /// How to import an archive.
 #[derive(Debug, Clone, Default)]
@@ -178,6 +176,9 @@ pub enum ImportError {
          Docker archive (no `manifest.json`)"
     )]
     UnknownLayout,
+    /// A layout that lists no image.
+    #[error("the archive's `{0}` lists no image")]
+    NoImages(&'static str),
     /// An `oci-layout` file of another major version.
     #[error("the archive's `oci-layout` declares layout version `{0}`; lkcache reads 1.x")]
     LayoutVersion(String),

@@ -23,7 +23,7 @@ use super::plan::Root;
 
 /// The annotation in which containerd (and BuildKit) record an image's
 /// full name in an OCI layout's `index.json`.
-pub const ANNOTATION_CONTAINERD_NAME: &str = "io.containerd.image.name";
+pub(super) const ANNOTATION_CONTAINERD_NAME: &str = "io.containerd.image.name";
 
 /// The longest tag the reference grammar allows.
 const TAG_MAX_LEN: usize = 128;
@@ -151,33 +151,29 @@ mod tests {
     use crate::manifest::ANNOTATION_REF_NAME;
     use crate::media_type;
 
-    fn entry(annotations: &[(&str, &str)]) -> Descriptor {
-        let mut descriptor = Descriptor::of_bytes(media_type::OCI_MANIFEST, b"{}");
+    type TestResult = Result<(), Box<dyn std::error::Error>>;
+
+    fn root(annotations: &[(&str, &str)], content: &[u8]) -> Result<Root, ImportError> {
+        let mut descriptor = Descriptor::of_bytes(media_type::OCI_MANIFEST, content);
         for (key, value) in annotations {
             descriptor
                 .annotations
                 .insert(key.to_string(), value.to_string());
         }
-        descriptor
-    }
-
-    fn root(annotations: &[(&str, &str)], content: &[u8]) -> Root {
-        let mut descriptor = entry(annotations);
-        descriptor.digest = Digest::sha256_of(content);
-        Root {
-            names: index_entry_names(&descriptor).unwrap(),
+        Ok(Root {
+            names: index_entry_names(&descriptor)?,
             descriptor,
             platforms: Vec::new(),
-        }
+        })
     }
 
     fn names(roots: &[Root], name: Option<&str>) -> Result<Vec<Vec<String>>, ImportError> {
-        let name: Option<Reference> = name.map(|n| n.parse().unwrap());
+        let name = name.map(full_reference).transpose()?;
         resolve(roots, name.as_ref())
     }
 
     #[test]
-    fn reads_ref_names_as_full_references_or_bare_tags() {
+    fn reads_ref_names_as_full_references_or_bare_tags() -> TestResult {
         let cases = [
             (
                 "docker.io/library/alpine:3.20",
@@ -191,7 +187,7 @@ mod tests {
             ("alpine", "tag alpine"),
         ];
         for (value, expected) in cases {
-            let shown = match ref_name(value).unwrap() {
+            let shown = match ref_name(value)? {
                 ArchiveName::Full(reference) => reference.to_string(),
                 ArchiveName::BareTag(tag) => format!("tag {tag}"),
             };
@@ -201,75 +197,88 @@ mod tests {
             ref_name("Upper/Case:x"),
             Err(ImportError::InvalidName { .. })
         ));
+        Ok(())
     }
 
     #[test]
-    fn prefers_the_containerd_name_to_a_bare_tag() {
+    fn prefers_the_containerd_name_to_a_bare_tag() -> TestResult {
         let annotated = root(
             &[
                 (ANNOTATION_REF_NAME, "latest"),
                 (ANNOTATION_CONTAINERD_NAME, "docker.io/library/foo:latest"),
             ],
             b"a",
-        );
+        )?;
         assert_eq!(
-            names(&[annotated], None).unwrap(),
+            names(&[annotated], None)?,
             [["docker.io/library/foo:latest"]]
         );
+        Ok(())
     }
 
     #[test]
-    fn joins_a_bare_tag_to_the_repository_of_name() {
-        let tagged = root(&[(ANNOTATION_REF_NAME, "v1")], b"a");
+    fn joins_a_bare_tag_to_the_repository_of_name() -> TestResult {
+        let tagged = root(&[(ANNOTATION_REF_NAME, "v1")], b"a")?;
         assert_eq!(
-            names(&[tagged], Some("example.com/app:ignored")).unwrap(),
+            names(&[tagged], Some("example.com/app:ignored"))?,
             [["example.com/app:v1"]]
         );
+        Ok(())
     }
 
     #[test]
-    fn refuses_a_bare_tag_without_name() {
-        let tagged = root(&[(ANNOTATION_REF_NAME, "v1")], b"a");
-        let err = names(&[tagged], None).unwrap_err();
+    fn refuses_a_bare_tag_without_name() -> TestResult {
+        let tagged = root(&[(ANNOTATION_REF_NAME, "v1")], b"a")?;
+        let result = names(&[tagged], None);
         assert!(
-            matches!(&err, ImportError::BareTag { tag, .. } if tag == "v1"),
-            "{err}"
+            matches!(&result, Err(ImportError::BareTag { tag, .. }) if tag == "v1"),
+            "{result:?}"
         );
-        assert!(err.is_usage());
+        assert!(result.is_err_and(|e| e.is_usage()));
+        Ok(())
     }
 
     #[test]
-    fn names_the_one_unnamed_root_with_name_and_keeps_others_by_digest() {
-        let unnamed = root(&[], b"a");
-        let named = root(&[(ANNOTATION_REF_NAME, "b:1")], b"b");
+    fn names_the_one_unnamed_root_with_name_and_keeps_others_by_digest() -> TestResult {
+        let unnamed = root(&[], b"a")?;
+        let named = root(&[(ANNOTATION_REF_NAME, "b:1")], b"b")?;
         assert_eq!(
-            names(&[unnamed, named], Some("example.com/app")).unwrap(),
+            names(&[unnamed, named], Some("example.com/app"))?,
             [
                 vec!["example.com/app:latest"],
                 vec!["docker.io/library/b:1"]
             ]
         );
-        let alone = root(&[], b"c");
-        assert_eq!(names(&[alone], None).unwrap(), [Vec::<String>::new()]);
+        let alone = root(&[], b"c")?;
+        assert_eq!(names(&[alone], None)?, [Vec::<String>::new()]);
+        Ok(())
     }
 
     #[test]
-    fn refuses_name_for_several_unnamed_roots() {
-        let roots = [root(&[], b"a"), root(&[], b"b")];
-        let err = names(&roots, Some("example.com/app")).unwrap_err();
-        assert!(matches!(err, ImportError::AmbiguousName { ref digests } if digests.len() == 2));
+    fn refuses_name_for_several_unnamed_roots() -> TestResult {
+        let roots = [root(&[], b"a")?, root(&[], b"b")?];
+        let result = names(&roots, Some("example.com/app"));
+        assert!(
+            matches!(&result, Err(ImportError::AmbiguousName { digests }) if digests.len() == 2),
+            "{result:?}"
+        );
+        Ok(())
     }
 
     #[test]
-    fn refuses_one_name_for_two_roots() {
+    fn refuses_one_name_for_two_roots() -> TestResult {
         let roots = [
-            root(&[(ANNOTATION_REF_NAME, "app:1")], b"a"),
+            root(&[(ANNOTATION_REF_NAME, "app:1")], b"a")?,
             root(
                 &[(ANNOTATION_CONTAINERD_NAME, "docker.io/library/app:1")],
                 b"b",
-            ),
+            )?,
         ];
-        let err = names(&roots, None).unwrap_err();
-        assert!(matches!(err, ImportError::NameConflict { .. }), "{err}");
+        let result = names(&roots, None);
+        assert!(
+            matches!(result, Err(ImportError::NameConflict { .. })),
+            "{result:?}"
+        );
+        Ok(())
     }
 }

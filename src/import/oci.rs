@@ -39,8 +39,11 @@ const MAX_DEPTH: usize = 3;
 pub(super) fn plan(contents: &Contents, store: &Store) -> Result<Plan, ImportError> {
     check_layout_version(contents)?;
     let index: ImageIndex = parse_document(contents, INDEX_JSON)?;
-    let docker_names = docker::names_by_config(contents)?;
+    if index.manifests.is_empty() {
+        return Err(ImportError::NoImages(INDEX_JSON));
+    }
 
+    let mut docker_names = None;
     let mut plan = Plan::default();
     for entry in &index.manifests {
         let mut walk = Walk {
@@ -54,6 +57,10 @@ pub(super) fn plan(contents: &Contents, store: &Store) -> Result<Plan, ImportErr
 
         let mut names = naming::index_entry_names(entry)?;
         if names.is_empty() {
+            let docker_names = match &mut docker_names {
+                Some(names) => names,
+                None => docker_names.insert(docker::names_by_config(contents)?),
+            };
             names = docker_names
                 .iter()
                 .filter(|(config, _)| configs.contains(config))

@@ -89,11 +89,7 @@ impl Plan {
                 store.set_name(name, &root.descriptor)?;
             }
             if names.is_empty() {
-                tracing::warn!(
-                    "`{}` has no name, so nothing in `index.json` keeps it: the next garbage \
-                     collection removes it; import it again with --name to keep it",
-                    root.descriptor.digest
-                );
+                store.add_unnamed(&root.descriptor)?;
             }
             imported.push(ImportedImage {
                 names,

@@ -329,122 +329,124 @@ impl<R: Read> Read for EndWatch<R> {
 mod tests {
     use super::*;
 
-    fn tar_of(files: &[(&str, &[u8])]) -> Vec<u8> {
+    type TestResult<T = ()> = Result<T, Box<dyn std::error::Error>>;
+
+    fn tar_of(files: &[(&str, &[u8])]) -> TestResult<Vec<u8>> {
         let mut builder = tar::Builder::new(Vec::new());
         for (name, content) in files {
             let mut header = tar::Header::new_gnu();
             header.set_size(content.len() as u64);
             header.set_mode(0o644);
             header.set_cksum();
-            builder.append_data(&mut header, name, *content).unwrap();
+            builder.append_data(&mut header, name, *content)?;
         }
-        builder.into_inner().unwrap()
+        Ok(builder.into_inner()?)
     }
 
-    fn store() -> (tempfile::TempDir, Store) {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path().join("cache")).unwrap();
-        (dir, store)
+    fn store() -> TestResult<(tempfile::TempDir, Store)> {
+        let dir = tempfile::tempdir()?;
+        let store = Store::open(dir.path().join("cache"))?;
+        Ok((dir, store))
     }
 
     #[test]
-    fn stages_files_by_digest_and_keeps_layout_documents() {
-        let (_dir, store) = store();
+    fn stages_files_by_digest_and_keeps_layout_documents() -> TestResult {
+        let (_dir, store) = store()?;
         let blob = Digest::sha256_of(b"layer");
         let blob_name = format!("./blobs/sha256/{}", blob.hex());
         let tar = tar_of(&[
             ("./index.json", b"{}"),
             (&blob_name, b"layer"),
             ("abc/layer.tar", b"legacy"),
-        ]);
+        ])?;
 
-        let contents = scan(&store, tar.as_slice()).unwrap();
+        let contents = scan(&store, tar.as_slice())?;
 
         assert_eq!(contents.document("index.json"), Some(&b"{}"[..]));
-        assert_eq!(
-            contents.file(&format!("blobs/sha256/{}", blob.hex())),
-            Some(&blob)
-        );
+        let blob_path = format!("blobs/sha256/{}", blob.hex());
+        assert_eq!(contents.file(&blob_path), Some(&blob));
         let legacy = Digest::sha256_of(b"legacy");
         assert_eq!(contents.file("abc/layer.tar"), Some(&legacy));
         assert!(contents.staged(&legacy).is_some());
         assert!(!store.blob_path(&blob).exists());
+        Ok(())
     }
 
     #[test]
-    fn refuses_a_blob_whose_name_lies() {
-        let (_dir, store) = store();
+    fn refuses_a_blob_whose_name_lies() -> TestResult {
+        let (_dir, store) = store()?;
         let name = format!("blobs/sha256/{}", Digest::sha256_of(b"claimed").hex());
-        let tar = tar_of(&[(&name, b"actual")]);
+        let tar = tar_of(&[(&name, b"actual")])?;
 
-        let err = scan(&store, tar.as_slice()).unwrap_err();
+        let result = scan(&store, tar.as_slice());
 
-        assert!(matches!(&err, ImportError::DigestMismatch { entry, .. } if *entry == name));
+        assert!(
+            matches!(&result, Err(ImportError::DigestMismatch { entry, .. }) if *entry == name),
+            "{result:?}"
+        );
+        Ok(())
     }
 
     #[test]
-    fn tells_truncation_from_input_that_is_no_tar() {
-        let (_dir, store) = store();
-        let tar = tar_of(&[("a", &[7u8; 2000]), ("b", b"second")]);
+    fn tells_truncation_from_input_that_is_no_tar() -> TestResult {
+        let (_dir, store) = store()?;
+        let tar = tar_of(&[("a", &[7u8; 2000]), ("b", b"second")])?;
+        let text = b"just some text, not a tar archive\n".repeat(40);
 
-        let cut_in_content = scan(&store, &tar[..1024]).unwrap_err();
-        let cut_between_entries = scan(&store, &tar[..512 + 2048]).unwrap_err();
-        let not_tar = scan(
-            &store,
-            &b"just some text, not a tar archive\n".repeat(40)[..],
-        );
-        let empty = scan(&store, &b""[..]).unwrap_err();
+        let cut_in_content = scan(&store, &tar[..1024]);
+        let cut_between_entries = scan(&store, &tar[..512 + 2048]);
+        let not_tar = scan(&store, text.as_slice());
+        let empty = scan(&store, &b""[..]);
 
         assert!(
-            matches!(cut_in_content, ImportError::Truncated { .. }),
-            "{cut_in_content}"
+            matches!(cut_in_content, Err(ImportError::Truncated { .. })),
+            "{cut_in_content:?}"
         );
         assert!(
-            matches!(cut_between_entries, ImportError::MissingEnd { .. }),
-            "{cut_between_entries}"
+            matches!(cut_between_entries, Err(ImportError::MissingEnd { .. })),
+            "{cut_between_entries:?}"
         );
         assert!(
             matches!(not_tar, Err(ImportError::NotTar { .. })),
             "{not_tar:?}"
         );
-        assert!(matches!(empty, ImportError::Empty), "{empty}");
+        assert!(matches!(empty, Err(ImportError::Empty)), "{empty:?}");
+        Ok(())
     }
 
     #[test]
-    fn reads_an_archive_compressed_whole_with_gzip() {
-        let (_dir, store) = store();
-        let tar = tar_of(&[("manifest.json", b"[]")]);
+    fn reads_an_archive_compressed_whole_with_gzip_or_zstd() -> TestResult {
+        let (_dir, store) = store()?;
+        let tar = tar_of(&[("manifest.json", b"[]")])?;
         let mut gzip = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-        io::Write::write_all(&mut gzip, &tar).unwrap();
+        io::Write::write_all(&mut gzip, &tar)?;
+        let zstd = zstd::encode_all(tar.as_slice(), 3)?;
 
-        let contents = scan(&store, gzip.finish().unwrap().as_slice()).unwrap();
-
-        assert_eq!(contents.document("manifest.json"), Some(&b"[]"[..]));
+        for compressed in [gzip.finish()?, zstd] {
+            let contents = scan(&store, compressed.as_slice())?;
+            assert_eq!(contents.document("manifest.json"), Some(&b"[]"[..]));
+        }
+        Ok(())
     }
 
     #[test]
-    fn follows_links_to_the_file_they_stand_for() {
-        let (_dir, store) = store();
+    fn follows_links_to_the_file_they_stand_for() -> TestResult {
+        let (_dir, store) = store()?;
         let mut builder = tar::Builder::new(Vec::new());
         let mut file = tar::Header::new_gnu();
         file.set_size(5);
         file.set_cksum();
-        builder
-            .append_data(&mut file, "0123.tar", &b"layer"[..])
-            .unwrap();
+        builder.append_data(&mut file, "0123.tar", &b"layer"[..])?;
         let mut link = tar::Header::new_gnu();
         link.set_entry_type(tar::EntryType::Symlink);
         link.set_size(0);
-        builder
-            .append_link(&mut link, "abc/layer.tar", "../0123.tar")
-            .unwrap();
-        let tar = builder.into_inner().unwrap();
+        builder.append_link(&mut link, "abc/layer.tar", "../0123.tar")?;
+        let tar = builder.into_inner()?;
 
-        let contents = scan(&store, tar.as_slice()).unwrap();
+        let contents = scan(&store, tar.as_slice())?;
 
-        assert_eq!(
-            contents.file("abc/layer.tar"),
-            Some(&Digest::sha256_of(b"layer"))
-        );
+        let layer = Digest::sha256_of(b"layer");
+        assert_eq!(contents.file("abc/layer.tar"), Some(&layer));
+        Ok(())
     }
 }

@@ -6,16 +6,23 @@ use std::collections::HashSet;
 use std::io::{self, Read, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Condvar, Mutex};
+use std::time::Duration;
 
 use crate::digest::Digest;
 use crate::manifest::Descriptor;
 use crate::reference::Reference;
-use crate::registry::Client;
-use crate::store::{Store, StoreError};
+use crate::registry::{BlobStream, Client};
+use crate::store::{BlobWriter, Store, StoreError};
 
 use super::{Progress, PullError};
 
 const CHUNK_BYTES: usize = 256 * 1024;
+
+/// How many times one blob download is resumed before it fails.
+const MAX_RESUMES: u32 = 5;
+
+/// The pause before a resume, growing with each one.
+const RESUME_PAUSE: Duration = Duration::from_millis(200);
 
 /// What a batch of downloads fetched.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -173,7 +180,9 @@ impl Drop for Claim<'_> {
     }
 }
 
-/// Streams one blob into the store; it lands only if it matches.
+/// Streams one blob into the store; it lands only if it matches. A body
+/// that breaks off is resumed from the bytes already hashed, or started
+/// again when the registry cannot serve a range.
 fn download(
     store: &Store,
     client: &Client,
@@ -183,25 +192,39 @@ fn download(
 ) -> Result<(), PullError> {
     let mut writer = store.begin_blob(blob)?;
     let mut stream = client.fetch_blob(reference, &blob.digest)?;
-    let mut buffer = vec![0u8; CHUNK_BYTES];
+    let mut resumes = 0;
     loop {
-        let read = match stream.read(&mut buffer) {
-            Ok(0) => break,
-            Ok(read) => read,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(source) => return Err(blob_read_error(reference, blob, source)),
+        let broken = match copy_body(store, &mut stream, &mut writer, reference, blob, progress) {
+            Ok(()) if writer.written_bytes() == blob.size => break,
+            Ok(()) => io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!(
+                    "the body ended after {} of {} bytes",
+                    writer.written_bytes(),
+                    blob.size
+                ),
+            ),
+            Err(Interruption::Read(error)) => error,
+            Err(Interruption::Fatal(error)) => return Err(error),
         };
-        writer
-            .write_all(&buffer[..read])
-            .map_err(|source| match source.kind() {
-                io::ErrorKind::InvalidData => blob_read_error(reference, blob, source),
-                _ => PullError::Store(StoreError::Io {
-                    action: "write",
-                    path: store.blob_path(&blob.digest),
-                    source,
-                }),
-            })?;
-        progress.blob_advanced(reference, blob, writer.written_bytes());
+        resumes += 1;
+        if resumes > MAX_RESUMES {
+            return Err(blob_read_error(reference, blob, broken));
+        }
+        let offset = writer.written_bytes();
+        tracing::debug!(
+            "{reference}: blob {} broke off at byte {offset} ({broken}); resuming",
+            blob.digest
+        );
+        std::thread::sleep(RESUME_PAUSE * resumes);
+        stream = client.fetch_blob_from(reference, &blob.digest, offset)?;
+        if stream.offset() != offset {
+            tracing::debug!(
+                "{reference}: the registry ignored the range; starting blob {} again",
+                blob.digest
+            );
+            writer.restart()?;
+        }
     }
     writer.commit().map_err(|e| match e {
         StoreError::Mismatch(mismatch) => PullError::BlobContent {
@@ -210,6 +233,45 @@ fn download(
         },
         other => PullError::Store(other),
     })
+}
+
+/// Why copying a body stopped short.
+enum Interruption {
+    /// Reading from the registry failed: worth resuming.
+    Read(io::Error),
+    /// Anything else: writing to the cache, or more bytes than promised.
+    Fatal(PullError),
+}
+
+/// Copies a body into the blob writer until it ends or breaks.
+fn copy_body(
+    store: &Store,
+    stream: &mut BlobStream,
+    writer: &mut BlobWriter,
+    reference: &Reference,
+    blob: &Descriptor,
+    progress: &dyn Progress,
+) -> Result<(), Interruption> {
+    let mut buffer = vec![0u8; CHUNK_BYTES];
+    loop {
+        let read = match stream.read(&mut buffer) {
+            Ok(0) => return Ok(()),
+            Ok(read) => read,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(Interruption::Read(e)),
+        };
+        writer.write_all(&buffer[..read]).map_err(|source| {
+            Interruption::Fatal(match source.kind() {
+                io::ErrorKind::InvalidData => blob_read_error(reference, blob, source),
+                _ => PullError::Store(StoreError::Io {
+                    action: "write",
+                    path: store.blob_path(&blob.digest),
+                    source,
+                }),
+            })
+        })?;
+        progress.blob_advanced(reference, blob, writer.written_bytes());
+    }
 }
 
 fn blob_read_error(reference: &Reference, blob: &Descriptor, source: io::Error) -> PullError {

@@ -107,6 +107,16 @@ pub enum PullError {
         #[source]
         source: std::io::Error,
     },
+    /// A config larger than lkcache reads.
+    #[error(
+        "the config of `{reference}` is {size_bytes} bytes, more than the limit of {MAX_CONFIG_BYTES}"
+    )]
+    ConfigTooLarge {
+        /// The full reference.
+        reference: String,
+        /// The size its descriptor gives.
+        size_bytes: u64,
+    },
     /// A config that is not valid JSON.
     #[error("the config `{digest}` of `{reference}` is not a valid image config")]
     Config {
@@ -459,60 +469,35 @@ impl<'a> Puller<'a> {
         Ok((platform.into_iter().collect(), transferred))
     }
 
-    /// Reads the config (from the cache, or the registry, into memory:
-    /// configs are small) and stores it.
+    /// Fetches the config into the cache like any blob (resumably), then
+    /// reads it: configs are small, and one above [`MAX_CONFIG_BYTES`] is
+    /// refused before it is downloaded.
     fn fetch_config(
         &self,
         reference: &Reference,
         image: &ImageManifest,
     ) -> Result<(ImageConfig, Transferred), PullError> {
         let descriptor = &image.config;
-        let mut transferred = Transferred::default();
-        let bytes = if self.store.has_blob(descriptor) {
-            self.store.read_blob(descriptor)?
-        } else {
-            transferred = Transferred {
-                blobs: 1,
-                bytes: descriptor.size,
-            };
-            let bytes = self.read_small_blob(reference, descriptor)?;
-            self.store
-                .write_blob(descriptor, &bytes)
-                .map_err(|e| match e {
-                    StoreError::Mismatch(source) => PullError::BlobContent {
-                        reference: reference.to_string(),
-                        source,
-                    },
-                    other => other.into(),
-                })?;
-            bytes
-        };
+        if descriptor.size > MAX_CONFIG_BYTES {
+            return Err(PullError::ConfigTooLarge {
+                reference: reference.to_string(),
+                size_bytes: descriptor.size,
+            });
+        }
+        let transferred = self.downloader.fetch_missing(
+            self.store,
+            self.client,
+            reference,
+            std::slice::from_ref(descriptor),
+            self.progress,
+        )?;
+        let bytes = self.store.read_blob(descriptor)?;
         let config = serde_json::from_slice(&bytes).map_err(|source| PullError::Config {
             reference: reference.to_string(),
             digest: descriptor.digest.clone(),
             source,
         })?;
         Ok((config, transferred))
-    }
-
-    fn read_small_blob(
-        &self,
-        reference: &Reference,
-        descriptor: &Descriptor,
-    ) -> Result<Vec<u8>, PullError> {
-        use std::io::Read;
-        let limit = descriptor.size.min(MAX_CONFIG_BYTES);
-        let mut bytes = Vec::with_capacity(limit as usize);
-        self.client
-            .fetch_blob(reference, &descriptor.digest)?
-            .take(limit + 1)
-            .read_to_end(&mut bytes)
-            .map_err(|source| PullError::BlobRead {
-                reference: reference.to_string(),
-                digest: descriptor.digest.clone(),
-                source,
-            })?;
-        Ok(bytes)
     }
 }
 

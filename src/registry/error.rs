@@ -21,6 +21,8 @@ pub enum RegistryError {
         /// The transport's error.
         #[source]
         source: Box<ureq::Error>,
+        /// How many attempts were made.
+        attempts: u32,
     },
     /// The registry does not know the name, tag or digest.
     #[error("`{reference}` was not found at the registry ({detail}); check the name and the tag")]
@@ -44,6 +46,15 @@ pub enum RegistryError {
         /// Whether credentials were configured for this registry.
         has_credentials: bool,
     },
+    /// The credentials for the registry could not be looked up.
+    #[error("cannot look up the credentials for `{registry}`")]
+    Credentials {
+        /// The registry.
+        registry: String,
+        /// Why.
+        #[source]
+        source: Box<super::CredentialError>,
+    },
     /// The token server did not hand out a token.
     #[error("cannot get a token for `{registry}` from `{realm}`: {detail}")]
     Token {
@@ -55,7 +66,7 @@ pub enum RegistryError {
         detail: String,
     },
     /// Any other unexpected status.
-    #[error("registry `{registry}` answered {status} to {what}: {detail}")]
+    #[error("registry `{registry}` answered {status} to {what}{}: {detail}", attempts_note(*attempts))]
     Status {
         /// The registry.
         registry: String,
@@ -65,6 +76,8 @@ pub enum RegistryError {
         status: u16,
         /// The registry's error code and message.
         detail: String,
+        /// How many attempts were made.
+        attempts: u32,
     },
     /// A manifest above the size limit.
     #[error(
@@ -123,5 +136,43 @@ fn insecure_hint(registry: &str) -> &'static str {
         "; if the registry speaks plain HTTP, name it with --insecure-registry"
     } else {
         ""
+    }
+}
+
+fn attempts_note(attempts: u32) -> String {
+    if attempts > 1 {
+        format!(" (after {attempts} attempts)")
+    } else {
+        String::new()
+    }
+}
+
+impl RegistryError {
+    /// Tells whether the failure may pass if the whole operation is tried
+    /// again: the network, or the registry's own trouble.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            RegistryError::Unreachable { .. } | RegistryError::Read { .. } => true,
+            RegistryError::Status { status, .. } => super::retry::is_retryable_status(*status),
+            _ => false,
+        }
+    }
+
+    /// Records how many attempts led to this error.
+    pub(super) fn after(self, made: u32) -> RegistryError {
+        match self {
+            RegistryError::Unreachable {
+                registry,
+                url,
+                source,
+                ..
+            } => RegistryError::Unreachable {
+                registry,
+                url,
+                source,
+                attempts: made,
+            },
+            other => other,
+        }
     }
 }

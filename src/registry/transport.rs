@@ -1,16 +1,24 @@
-//! One exchange with a registry: the URL (HTTP for loopback and insecure
-//! registries, HTTPS otherwise), authorization for the repository's scope,
+//! One exchange with a registry: the host to ask (a mirror, falling back
+//! to the upstream, or the upstream alone; see [`super::hosts`]), the URL
+//! on that host, authorization for the repository's scope at that host,
 //! one answer to an authentication challenge, and the mapping of failure
 //! statuses to errors that carry the registry's own code and message.
 
 use std::io::Read;
+use std::sync::Arc;
+use std::time::SystemTime;
 
 use ureq::SendBody;
 use ureq::http::{self, Response, StatusCode};
 
 use crate::reference::Reference;
 
-use super::{Client, RegistryError};
+use super::hosts::{Capability, Endpoint, HostsError, Route, typed_tls_error};
+use super::retry::{self, Attempts};
+use super::{Client, RegistryError, RetryPolicy};
+
+/// Attempts at most for one request to a mirror.
+const MIRROR_ATTEMPTS: u32 = 2;
 
 /// A request method of the Distribution API.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,79 +94,206 @@ impl<'a> Exchange<'a> {
 }
 
 impl Client {
-    /// Sends a request and returns only a successful answer; a failure
-    /// status becomes an error with the registry's own words.
+    /// Sends a request to the registry itself (never a mirror) and returns
+    /// only a successful answer; a failure status becomes an error with
+    /// the registry's own words.
     pub(super) fn exchange(
         &self,
         exchange: Exchange,
     ) -> Result<Response<ureq::Body>, RegistryError> {
+        let route = self.route(exchange.reference)?;
+        self.exchange_at(&route.upstream, exchange)
+    }
+
+    /// Sends a request to the registry itself and returns the answer
+    /// whatever its status.
+    pub(super) fn exchange_any(
+        &self,
+        exchange: Exchange,
+    ) -> Result<Response<ureq::Body>, RegistryError> {
+        let route = self.route(exchange.reference)?;
+        self.exchange_counted(&route.upstream, exchange)
+            .map(|(response, _)| response)
+    }
+
+    /// Sends a request to one host and returns only a successful answer.
+    pub(super) fn exchange_at(
+        &self,
+        endpoint: &Endpoint,
+        exchange: Exchange,
+    ) -> Result<Response<ureq::Body>, RegistryError> {
         let reference = exchange.reference;
         let what = exchange.what.clone();
-        let response = self.exchange_any(exchange)?;
+        let (response, attempts) = self.exchange_counted(endpoint, exchange)?;
         if response.status().is_success() {
             Ok(response)
         } else {
-            Err(self.status_error(reference, &what, response))
+            Err(self.status_error_at(&endpoint.name, reference, &what, response, attempts))
         }
     }
 
-    /// Sends a request, answering one authentication challenge, and
-    /// returns the answer whatever its status.
-    pub(super) fn exchange_any(
+    /// Returns the hosts to ask for `reference`'s registry.
+    pub(super) fn route(&self, reference: &Reference) -> Result<Arc<Route>, RegistryError> {
+        self.connector
+            .route(reference)
+            .map_err(|error| hosts_error(reference.domain(), &error))
+    }
+
+    /// Makes a request of the mirrors that may serve it, in order, and
+    /// then of the upstream: a mirror that fails in any way (unreachable,
+    /// failing, refusing access, lacking the content, serving something
+    /// wrong) is passed over with a warning; one unreachable or failing is
+    /// left alone for a while.
+    pub(super) fn with_mirrors<T>(
         &self,
-        mut exchange: Exchange,
-    ) -> Result<Response<ureq::Body>, RegistryError> {
-        let reference = exchange.reference;
-        let domain = reference.domain();
-        let actions = if exchange.is_push {
-            "pull,push"
-        } else {
-            "pull"
-        };
-        let mut scope = format!("repository:{}:{actions}", reference.repository());
-        if let Some(source) = exchange.also_reads {
-            scope.push_str(&format!(" repository:{source}:pull"));
+        reference: &Reference,
+        capability: Capability,
+        what: &str,
+        mut request: impl FnMut(&Endpoint) -> Result<T, RegistryError>,
+    ) -> Result<T, RegistryError> {
+        let route = self.route(reference)?;
+        let mut mirrors = route.mirrors_for(capability).peekable();
+        while let Some(mirror) = mirrors.next() {
+            if self.connector.is_resting(mirror) {
+                tracing::debug!(
+                    "{what}: passing over mirror `{}`, which failed",
+                    mirror.name
+                );
+                continue;
+            }
+            let error = match request(mirror) {
+                Ok(value) => {
+                    tracing::debug!("{what}: served by mirror `{}`", mirror.name);
+                    return Ok(value);
+                }
+                Err(error) => error,
+            };
+            let rests = error.is_transient() || matches!(error, RegistryError::Request { .. });
+            if rests {
+                self.connector.rest(mirror);
+            }
+            let next = match mirrors.peek() {
+                Some(next) => format!("mirror `{}`", next.name),
+                None => format!("`{}`", route.upstream.name),
+            };
+            tracing::warn!(
+                "mirror `{}` failed for {what}: {}{}; trying {next}",
+                mirror.name,
+                mirror_failure(&error),
+                if rests {
+                    "; passing it over for a while"
+                } else {
+                    ""
+                }
+            );
         }
-        let url = self.url(reference, exchange.target);
+        request(&route.upstream)
+    }
+
+    /// Sends a request to one host, answering one authentication challenge
+    /// and trying again after failures worth it; returns the last answer
+    /// and how many attempts it took.
+    fn exchange_counted(
+        &self,
+        endpoint: &Endpoint,
+        mut exchange: Exchange,
+    ) -> Result<(Response<ureq::Body>, u32), RegistryError> {
+        let scope = scope_of(&exchange);
+        let url = endpoint.url(exchange.target);
+        let agent = self
+            .connector
+            .agent(endpoint)
+            .map_err(|error| hosts_error(&endpoint.name, &error))?;
+        // The upstream is a mirror's retry: a failing mirror gets one more
+        // attempt, not the whole budget.
+        let mirror_policy;
+        let policy = if endpoint.is_mirror() {
+            mirror_policy = RetryPolicy {
+                max_attempts: self.retry.max_attempts.min(MIRROR_ATTEMPTS),
+                ..self.retry.clone()
+            };
+            &mirror_policy
+        } else {
+            &self.retry
+        };
+        let mut attempts = Attempts::new(policy);
         let mut has_answered_challenge = false;
         loop {
-            let authorization = self.auth.authorization(&self.agent, domain, &scope)?;
-            let builder = request_builder(&exchange, &url, authorization);
-            tracing::trace!("{:?} {url}", exchange.method);
-            let sent = match &mut exchange.payload {
-                Payload::Empty => builder.body(()).map(|r| self.agent.run(r)),
-                Payload::Bytes(bytes) => builder.body(*bytes).map(|r| self.agent.run(r)),
-                Payload::Stream(reader, length) => builder
-                    .header("Content-Length", *length)
-                    .body(SendBody::from_reader(*reader))
-                    .map(|r| self.agent.run(r)),
-            };
-            let response = sent
-                .map_err(|e| RegistryError::Request {
-                    url: url.clone(),
-                    detail: e.to_string(),
-                })?
-                .map_err(|source| RegistryError::Unreachable {
-                    registry: domain.to_string(),
-                    url: url.clone(),
-                    source: Box::new(source),
-                })?;
             let can_resend = !matches!(exchange.payload, Payload::Stream(..));
-            if response.status() == StatusCode::UNAUTHORIZED
-                && !has_answered_challenge
-                && can_resend
-            {
-                has_answered_challenge = true;
-                let challenge = header(&response, "www-authenticate");
-                if self
-                    .auth
-                    .on_unauthorized(domain, &scope, challenge.as_deref())
+            let outcome = self.attempt(endpoint, &agent, &mut exchange, &url, &scope);
+            let (delay, reason) = match &outcome {
+                Err(RegistryError::Unreachable { source, .. })
+                    if can_resend && retry::is_retryable_transport(source) =>
                 {
-                    continue;
+                    (attempts.next_delay(None), source.to_string())
                 }
-            }
-            return Ok(response);
+                Ok(response)
+                    if response.status() == StatusCode::UNAUTHORIZED
+                        && can_resend
+                        && !has_answered_challenge =>
+                {
+                    has_answered_challenge = true;
+                    let challenge = header(response, "www-authenticate");
+                    if self
+                        .auth
+                        .on_unauthorized(&endpoint.name, &scope, challenge.as_deref())
+                    {
+                        continue;
+                    }
+                    (None, String::new())
+                }
+                Ok(response)
+                    if can_resend && retry::is_retryable_status(response.status().as_u16()) =>
+                {
+                    let asked = header(response, "retry-after")
+                        .and_then(|v| retry::parse_retry_after(&v, SystemTime::now()));
+                    (
+                        attempts.next_delay(asked),
+                        format!("status {}", response.status().as_u16()),
+                    )
+                }
+                _ => (None, String::new()),
+            };
+            let Some(delay) = delay else {
+                return outcome
+                    .map(|response| (response, attempts.made()))
+                    .map_err(|e| e.after(attempts.made()));
+            };
+            tracing::debug!("{}: {reason}; trying again in {delay:?}", exchange.what);
+            std::thread::sleep(delay);
         }
+    }
+
+    /// Makes one attempt of an exchange with one host.
+    fn attempt(
+        &self,
+        endpoint: &Endpoint,
+        agent: &ureq::Agent,
+        exchange: &mut Exchange,
+        url: &str,
+        scope: &str,
+    ) -> Result<Response<ureq::Body>, RegistryError> {
+        let authorization = self.auth.authorization(agent, &endpoint.name, scope)?;
+        let builder = request_builder(exchange, endpoint, url, authorization);
+        tracing::trace!("{:?} {url}", exchange.method);
+        let sent = match &mut exchange.payload {
+            Payload::Empty => builder.body(()).map(|r| agent.run(r)),
+            Payload::Bytes(bytes) => builder.body(*bytes).map(|r| agent.run(r)),
+            Payload::Stream(reader, length) => builder
+                .header("Content-Length", *length)
+                .body(SendBody::from_reader(*reader))
+                .map(|r| agent.run(r)),
+        };
+        sent.map_err(|e| RegistryError::Request {
+            url: url.to_string(),
+            detail: e.to_string(),
+        })?
+        .map_err(|source| RegistryError::Unreachable {
+            registry: endpoint.name.clone(),
+            url: url.to_string(),
+            source: Box::new(typed_tls_error(source)),
+            attempts: 1,
+        })
     }
 
     /// Turns a failure status into an error with the registry's own words.
@@ -166,7 +301,21 @@ impl Client {
         &self,
         reference: &Reference,
         what: &str,
+        response: Response<ureq::Body>,
+        attempts: u32,
+    ) -> RegistryError {
+        self.status_error_at(reference.domain(), reference, what, response, attempts)
+    }
+
+    /// Turns a failure status of the host `registry` into an error with
+    /// its own words.
+    fn status_error_at(
+        &self,
+        registry: &str,
+        reference: &Reference,
+        what: &str,
         mut response: Response<ureq::Body>,
+        attempts: u32,
     ) -> RegistryError {
         let status = response.status();
         let body = response
@@ -181,7 +330,7 @@ impl Client {
                 .unwrap_or("no reason given")
                 .to_lowercase()
         });
-        let registry = reference.domain().to_string();
+        let registry = registry.to_string();
         match status {
             StatusCode::NOT_FOUND => RegistryError::NotFound {
                 reference: reference.to_string(),
@@ -198,38 +347,66 @@ impl Client {
                 what: what.to_string(),
                 status: status.as_u16(),
                 detail,
+                attempts,
             },
         }
     }
+}
 
-    /// Returns the absolute URL of `target` at `reference`'s registry.
-    pub(super) fn url(&self, reference: &Reference, target: &str) -> String {
-        if target.starts_with("http://") || target.starts_with("https://") {
-            return target.to_string();
-        }
-        format!("{}{target}", self.base_url(reference))
-    }
-
-    pub(super) fn base_url(&self, reference: &Reference) -> String {
-        let is_insecure = reference.is_loopback()
-            || self
-                .insecure_registries
-                .iter()
-                .any(|r| r == reference.domain());
-        let scheme = if is_insecure { "http" } else { "https" };
-        format!("{scheme}://{}", reference.registry_host())
+/// Says in a few words why a mirror did not serve a request.
+fn mirror_failure(error: &RegistryError) -> String {
+    match error {
+        RegistryError::NotFound { .. } => "it does not have it".to_string(),
+        RegistryError::Unreachable { source, .. } => format!("unreachable ({source})"),
+        RegistryError::Unauthorized { detail, .. } => format!("access refused ({detail})"),
+        RegistryError::Status { status, detail, .. } => format!("status {status} ({detail})"),
+        other => other.to_string(),
     }
 }
 
-/// Starts the HTTP request for one attempt of an exchange.
+/// Reports a host configuration that makes requests to `registry`
+/// impossible, with the whole chain of causes.
+fn hosts_error(registry: &str, error: &HostsError) -> RegistryError {
+    let mut detail = error.to_string();
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        detail.push_str(&format!(": {cause}"));
+        source = cause.source();
+    }
+    RegistryError::Request {
+        url: registry.to_string(),
+        detail,
+    }
+}
+
+/// Returns the token scope an exchange needs.
+fn scope_of(exchange: &Exchange) -> String {
+    let actions = if exchange.is_push {
+        "pull,push"
+    } else {
+        "pull"
+    };
+    let mut scope = format!("repository:{}:{actions}", exchange.reference.repository());
+    if let Some(source) = exchange.also_reads {
+        scope.push_str(&format!(" repository:{source}:pull"));
+    }
+    scope
+}
+
+/// Starts the HTTP request for one attempt of an exchange, with the
+/// headers the host's configuration adds.
 fn request_builder(
     exchange: &Exchange,
+    endpoint: &Endpoint,
     url: &str,
     authorization: Option<String>,
 ) -> http::request::Builder {
     let mut builder = http::Request::builder()
         .method(exchange.method.as_http())
         .uri(url);
+    for (name, value) in &endpoint.headers {
+        builder = builder.header(name.as_str(), value);
+    }
     for (name, value) in &exchange.headers {
         builder = builder.header(*name, value);
     }

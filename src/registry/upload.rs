@@ -45,7 +45,7 @@ impl Client {
         match response.status() {
             status if status.is_success() => Ok(true),
             StatusCode::NOT_FOUND => Ok(false),
-            _ => Err(self.status_error(reference, &format!("blob {digest}"), response)),
+            _ => Err(self.status_error(reference, &format!("blob {digest}"), response, 1)),
         }
     }
 
@@ -197,5 +197,6 @@ fn location(
         what: what.to_string(),
         status: response.status().as_u16(),
         detail: "the answer has no Location header".to_string(),
+        attempts: 1,
     })
 }

@@ -8,7 +8,7 @@
 //! dead process from those of a live one.
 
 use std::fs::{self, File};
-use std::io::{self, Write};
+use std::io::{self, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -73,6 +73,18 @@ impl BlobWriter {
     /// Returns how many bytes have been written so far.
     pub fn written_bytes(&self) -> u64 {
         self.hasher.len_bytes()
+    }
+
+    /// Throws away what was written, to start the blob again from its
+    /// first byte.
+    pub fn restart(&mut self) -> Result<(), StoreError> {
+        let reset = self
+            .file
+            .set_len(0)
+            .and_then(|()| self.file.seek(SeekFrom::Start(0)));
+        reset.map_err(|e| StoreError::io("truncate", &self.temp_path, e))?;
+        self.hasher = Hasher::new(self.expected.digest.algorithm());
+        Ok(())
     }
 
     /// Checks digest and size, makes the bytes durable and moves them into

@@ -36,6 +36,19 @@ impl Sweep {
 }
 
 impl Store {
+    /// Removes every entry of `index.json` that carries no name.
+    pub fn remove_unnamed(&self) -> Result<usize, StoreError> {
+        let _lock = self.lock()?;
+        let mut index = self.read_index()?;
+        let before = index.manifests.len();
+        index.manifests.retain(|descriptor| descriptor.ref_name().is_some());
+        let removed = before - index.manifests.len();
+        if removed > 0 {
+            self.write_index(&index)?;
+        }
+        Ok(removed)
+    }
+
     /// Removes `names` from `index.json`; returns those that were there.
     /// Blobs stay until the next [`Store::sweep`].
     pub fn remove_names(&self, names: &[String]) -> Result<Vec<String>, StoreError> {

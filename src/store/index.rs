@@ -69,6 +69,22 @@ impl Store {
         self.write_index(&index)
     }
 
+    /// Records `root` in `index.json` without a name, so that an image an
+    /// archive left unnamed stays reachable (and so safe from garbage
+    /// collection) and can be found by its digest.
+    pub fn add_unnamed(&self, root: &Descriptor) -> Result<(), StoreError> {
+        let mut entry = root.clone();
+        entry.annotations.remove(ANNOTATION_REF_NAME);
+
+        let _lock = self.lock()?;
+        let mut index = self.read_index()?;
+        if index.manifests.iter().any(|d| d.digest == entry.digest && d.ref_name().is_none()) {
+            return Ok(());
+        }
+        index.manifests.push(entry);
+        self.write_index(&index)
+    }
+
     pub(super) fn write_index(&self, index: &ImageIndex) -> Result<(), StoreError> {
         let bytes = serde_json::to_vec(index).expect("an index always serialises");
         write_atomically(&self.root.join(INDEX_JSON), &bytes)

@@ -155,47 +155,48 @@ impl Drop for IngestedBlob {
 mod tests {
     use super::*;
 
+    type TestResult = Result<(), Box<dyn std::error::Error>>;
+
     fn ingest_dir_is_empty(store: &Store) -> bool {
         fs::read_dir(store.root().join(INGEST)).is_ok_and(|mut entries| entries.next().is_none())
     }
 
     #[test]
-    fn names_content_after_hashing_and_lands_it_on_commit() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
-        let mut ingest = store.begin_ingest(Algorithm::Sha256).unwrap();
-        ingest.append(b"legacy ").unwrap();
-        ingest.append(b"layer").unwrap();
-        let blob = ingest.finish().unwrap();
+    fn names_content_after_hashing_and_lands_it_on_commit() -> TestResult {
+        let dir = tempfile::tempdir()?;
+        let store = Store::open(dir.path())?;
+        let mut ingest = store.begin_ingest(Algorithm::Sha256)?;
+        ingest.append(b"legacy ")?;
+        ingest.append(b"layer")?;
+        let blob = ingest.finish()?;
 
         let digest = Digest::sha256_of(b"legacy layer");
         assert_eq!(blob.digest(), &digest);
         assert_eq!(blob.size_bytes(), 12);
         assert!(!store.blob_path(&digest).exists());
-        assert_eq!(
-            io::read_to_string(blob.open().unwrap()).unwrap(),
-            "legacy layer"
-        );
+        assert_eq!(io::read_to_string(blob.open()?)?, "legacy layer");
 
-        blob.commit().unwrap();
-        assert_eq!(fs::read(store.blob_path(&digest)).unwrap(), b"legacy layer");
+        blob.commit()?;
+        assert_eq!(fs::read(store.blob_path(&digest))?, b"legacy layer");
         assert!(ingest_dir_is_empty(&store));
+        Ok(())
     }
 
     #[test]
-    fn leaves_nothing_when_dropped_before_commit() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
-        let mut unfinished = store.begin_ingest(Algorithm::Sha256).unwrap();
-        unfinished.append(b"half").unwrap();
+    fn leaves_nothing_when_dropped_before_commit() -> TestResult {
+        let dir = tempfile::tempdir()?;
+        let store = Store::open(dir.path())?;
+        let mut unfinished = store.begin_ingest(Algorithm::Sha256)?;
+        unfinished.append(b"half")?;
         drop(unfinished);
-        let mut uncommitted = store.begin_ingest(Algorithm::Sha512).unwrap();
-        uncommitted.append(b"whole").unwrap();
-        let blob = uncommitted.finish().unwrap();
+        let mut uncommitted = store.begin_ingest(Algorithm::Sha512)?;
+        uncommitted.append(b"whole")?;
+        let blob = uncommitted.finish()?;
         let digest = blob.digest().clone();
         drop(blob);
 
         assert!(ingest_dir_is_empty(&store));
         assert!(!store.blob_path(&digest).exists());
+        Ok(())
     }
 }

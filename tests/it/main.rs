@@ -5,9 +5,15 @@ mod harness;
 
 mod auth;
 mod errors;
+mod export;
+mod faults;
+mod import;
 mod interop;
 mod lifecycle;
 mod lock;
 mod ls;
+mod mirrors;
+mod proxy;
 mod pull;
 mod push;
+mod tls;

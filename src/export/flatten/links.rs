@@ -248,7 +248,7 @@ mod tests {
     fn waiting(path: &str, layer: LayerIndex) -> Waiting {
         Waiting {
             path: path.as_bytes().to_vec(),
-            meta: EntryMeta::hard_link(Vec::new()),
+            meta: EntryMeta::file(0),
             layer,
         }
     }

@@ -113,9 +113,7 @@ pub(super) fn ancestors(path: &[u8]) -> impl Iterator<Item = &[u8]> {
 
 /// Tells whether `path` is `dir` or lies beneath it.
 pub(super) fn is_within(path: &[u8], dir: &[u8]) -> bool {
-    dir.is_empty()
-        || path == dir
-        || (path.starts_with(dir) && path.get(dir.len()) == Some(&b'/'))
+    dir.is_empty() || path == dir || (path.starts_with(dir) && path.get(dir.len()) == Some(&b'/'))
 }
 
 /// Shows a path in a message: lossy UTF-8, the root as `/`.
@@ -146,7 +144,10 @@ mod tests {
             ("a/../../evil", Err(BadName::Parent)),
             ("a/b/..", Err(BadName::Parent)),
             ("a/..b/c..", Ok("a/..b/c..")),
-            ("usr/share/zoneinfo/Amérique", Ok("usr/share/zoneinfo/Amérique")),
+            (
+                "usr/share/zoneinfo/Amérique",
+                Ok("usr/share/zoneinfo/Amérique"),
+            ),
         ];
         for (raw, expected) in cases {
             let got = clean(raw.as_bytes());
@@ -182,11 +183,7 @@ mod tests {
 
     #[test]
     fn lists_ancestors_root_first() {
-        let cases: &[(&str, &[&str])] = &[
-            ("", &[]),
-            ("a", &[""]),
-            ("a/b/c", &["", "a", "a/b"]),
-        ];
+        let cases: &[(&str, &[&str])] = &[("", &[]), ("a", &[""]), ("a/b/c", &["", "a", "a/b"])];
         for (path, expected) in cases {
             let got: Vec<&[u8]> = ancestors(path.as_bytes()).collect();
             let expected: Vec<&[u8]> = expected.iter().map(|s| s.as_bytes()).collect();

@@ -63,6 +63,17 @@ struct Node {
     first_child: Option<(LayerIndex, Box<[u8]>)>,
 }
 
+impl Node {
+    /// Notes an entry of `layer` here.
+    fn see(&mut self, layer: LayerIndex, is_dir: bool) {
+        self.top.get_or_insert(layer);
+        self.latest = Some((layer, !is_dir));
+        if !is_dir {
+            self.hides_beneath.get_or_insert(layer);
+        }
+    }
+}
+
 /// The state of every path that some layer has decided.
 #[derive(Debug, Default)]
 pub(super) struct Tree {
@@ -112,19 +123,18 @@ impl Tree {
 
     /// Records an entry of `layer` at `path` that is written out.
     pub(super) fn record_written(&mut self, path: &[u8], layer: LayerIndex, is_dir: bool) {
-        self.record_seen(path, layer, is_dir);
+        let node = self.nodes.entry(path.into()).or_default();
+        node.see(layer, is_dir);
         self.mark_ancestors(path, layer);
     }
 
     /// Records an entry that is not written (hidden, or replaced by a
     /// directory): as a non-directory it still removes what lower layers
-    /// have beneath it.
+    /// have beneath it. A path without a node was hidden by an ancestor,
+    /// which hides everything beneath it already, so no node is made.
     pub(super) fn record_seen(&mut self, path: &[u8], layer: LayerIndex, is_dir: bool) {
-        let node = self.nodes.entry(path.into()).or_default();
-        node.top.get_or_insert(layer);
-        node.latest = Some((layer, !is_dir));
-        if !is_dir {
-            node.hides_beneath.get_or_insert(layer);
+        if let Some(node) = self.nodes.get_mut(path) {
+            node.see(layer, is_dir);
         }
     }
 
@@ -324,11 +334,14 @@ mod tests {
     #[test]
     fn knows_when_a_layer_put_a_non_directory_above_a_path() {
         let mut tree = Tree::default();
+        tree.record_written(b"d", 2, true);
         tree.record_seen(b"d", 1, false);
+        tree.record_seen(b"unknown", 1, false);
         tree.record_written(b"e", 1, true);
         assert!(tree.has_non_directory_above(b"d/x", 1));
         assert!(!tree.has_non_directory_above(b"d/x", 0));
         assert!(!tree.has_non_directory_above(b"e/x", 1));
         assert!(!tree.has_non_directory_above(b"d", 1));
+        assert!(!tree.has_non_directory_above(b"unknown/x", 1));
     }
 }

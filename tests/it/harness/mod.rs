@@ -1,9 +1,15 @@
 //! Helpers shared by the integration tests: a real registry, images built
 //! here, and a runner for the `lkcache` binary against a temporary cache.
 
+pub mod archives;
+pub mod certs;
+pub mod connect_proxy;
+pub mod credhelper;
 pub mod fake;
+pub mod faults;
 pub mod http;
 pub mod images;
+pub mod layers;
 pub mod registry;
 pub mod token;
 
@@ -67,11 +73,33 @@ impl Cache {
         let dir = tempfile::tempdir()?;
         let docker_config = dir.path().join("docker-config");
         std::fs::create_dir(&docker_config)?;
-        let envs = vec![(
-            "DOCKER_CONFIG".to_string(),
-            docker_config.display().to_string(),
-        )];
+        let hosts_dir = dir.path().join("certs.d");
+        std::fs::create_dir(&hosts_dir)?;
+        let envs = vec![
+            (
+                "DOCKER_CONFIG".to_string(),
+                docker_config.display().to_string(),
+            ),
+            (
+                "LKCACHE_HOSTS_DIR".to_string(),
+                hosts_dir.display().to_string(),
+            ),
+        ];
         Ok(Cache { dir, envs })
+    }
+
+    /// Returns the host directory the runs search first (`certs.d`, in
+    /// place of the user's own).
+    pub fn hosts_dir(&self) -> PathBuf {
+        self.dir.path().join("certs.d")
+    }
+
+    /// Returns the host directory of `registry` (`certs.d/HOST:PORT`),
+    /// created.
+    pub fn host_dir(&self, registry: &str) -> TestResult<PathBuf> {
+        let dir = self.hosts_dir().join(registry);
+        std::fs::create_dir_all(&dir)?;
+        Ok(dir)
     }
 
     /// Returns the cache directory (which `lkcache` creates on first use).
@@ -107,6 +135,11 @@ impl Cache {
         command
             .env_remove("LKCACHE_CACHE")
             .env_remove("LKCACHE_LOG");
+        for proxy in ["HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "ALL_PROXY"] {
+            command
+                .env_remove(proxy)
+                .env_remove(proxy.to_ascii_lowercase());
+        }
         for (key, value) in &self.envs {
             command.env(key, value);
         }
@@ -154,7 +187,8 @@ pub fn blobs_in(root: &Path) -> TestResult<BTreeSet<String>> {
     Ok(blobs)
 }
 
-fn run_of(output: Output) -> Run {
+/// Collects what a finished `lkcache` process printed and how it exited.
+pub fn run_of(output: Output) -> Run {
     Run {
         status: output.status.code().unwrap_or(-1),
         stdout: String::from_utf8_lossy(&output.stdout).into_owned(),

@@ -19,6 +19,18 @@ pub struct Registry {
     addr: String,
     dir: tempfile::TempDir,
     config: PathBuf,
+    tls: Option<Tls>,
+    /// For a pull-through cache, the registry it mirrors.
+    remote: Option<String>,
+}
+
+/// The TLS a registry serves: its certificate and key, and the CA that
+/// client certificates must come from, if it requires them.
+#[derive(Debug, Clone)]
+pub struct Tls {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub client_ca: Option<PathBuf>,
 }
 
 /// How the registry authenticates clients.
@@ -37,6 +49,17 @@ pub enum Auth<'a> {
 impl Registry {
     /// Starts a registry that anyone may pull from and push to.
     pub fn start() -> TestResult<Registry> {
+        Registry::create(None)
+    }
+
+    /// Starts a pull-through cache (Distribution's proxy mode) of the
+    /// registry at `upstream` (`127.0.0.1:PORT`), which then fetches what
+    /// it is asked for from there.
+    pub fn start_proxy(upstream: &str) -> TestResult<Registry> {
+        Registry::create(Some(format!("http://{upstream}")))
+    }
+
+    fn create(remote: Option<String>) -> TestResult<Registry> {
         let dir = tempfile::tempdir()?;
         let addr = format!("127.0.0.1:{}", free_port()?);
         let config = dir.path().join("config.yml");
@@ -45,6 +68,8 @@ impl Registry {
             addr,
             dir,
             config,
+            tls: None,
+            remote,
         };
         registry.write_config(Auth::None)?;
         registry.resume()?;
@@ -56,6 +81,14 @@ impl Registry {
     pub fn restart_with(&mut self, auth: Auth) -> TestResult<()> {
         self.stop();
         self.write_config(auth)?;
+        self.resume()
+    }
+
+    /// Restarts the registry, same port and storage, serving HTTPS only.
+    pub fn restart_with_tls(&mut self, tls: Tls) -> TestResult<()> {
+        self.stop();
+        self.tls = Some(tls);
+        self.write_config(Auth::None)?;
         self.resume()
     }
 
@@ -77,10 +110,25 @@ impl Registry {
                 cert_bundle.display()
             ),
         };
+        let mut tls_yaml = String::new();
+        if let Some(tls) = &self.tls {
+            tls_yaml = format!(
+                "  tls:\n    certificate: {}\n    key: {}\n",
+                tls.cert.display(),
+                tls.key.display()
+            );
+            if let Some(ca) = &tls.client_ca {
+                tls_yaml.push_str(&format!("    clientcas:\n      - {}\n", ca.display()));
+            }
+        }
+        let proxy_yaml = match &self.remote {
+            Some(remote) => format!("proxy:\n  remoteurl: {remote}\n"),
+            None => String::new(),
+        };
         let yaml = format!(
             "version: 0.1\nlog:\n  level: error\n\
              storage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n\
-             http:\n  addr: {}\n{auth_yaml}",
+             http:\n  addr: {}\n{tls_yaml}{auth_yaml}{proxy_yaml}",
             self.storage().display(),
             self.addr
         );
