@@ -22,6 +22,8 @@ and around it:
   other_cpu_s   CPU time the rest of the machine spent meanwhile: kernel
                 threads (writeback) and other users, whose load makes a
                 run suspect
+  disk_busy_s   how long the busiest block device had I/O in flight
+                meanwhile (fsync stalls show here, not in CPU time)
 
 Round 0 is the warm-up: recorded, never counted in medians. The command's
 standard output is discarded, its standard error goes to --log; a command
@@ -82,6 +84,17 @@ def machine_busy_s():
     idle = values[3] + values[4]  # idle, iowait
     busy = sum(values[:8]) - idle  # guest time is already in user time
     return busy / CLOCK_TICKS
+
+
+def disk_busy_s():
+    """Per block device, the seconds it has had I/O in flight since boot."""
+    busy = {}
+    with open("/proc/diskstats") as stats:
+        for line in stats:
+            fields = line.split()
+            if len(fields) > 12:
+                busy[fields[2]] = int(fields[12]) / 1000
+    return busy
 
 
 def log_size(path):
@@ -147,9 +160,10 @@ def main():
     args = parse_args()
     log_start = log_size(args.access_log)
     registry_before = process_cpu_s(args.registry_pid)
-    busy_before = machine_busy_s()
+    busy_before, disks_before = machine_busy_s(), disk_busy_s()
     status, wall_s, usage, peak_kib = run(args.command, args.log)
-    busy_after = machine_busy_s()
+    busy_after, disks_after = machine_busy_s(), disk_busy_s()
+    disk_s = max((disks_after[d] - disks_before.get(d, 0) for d in disks_after), default=0)
     registry_cpu_s = process_cpu_s(args.registry_pid) - registry_before
     log_end = wait_until_quiet(args.access_log)
 
@@ -174,6 +188,7 @@ def main():
         "requests": count_requests(args.access_log, log_start, log_end),
         "registry_cpu_s": round(registry_cpu_s, 2),
         "other_cpu_s": round(max(0.0, busy_after - busy_before - cpu_s - registry_cpu_s), 2),
+        "disk_busy_s": round(disk_s, 3),
     }
     with open(args.out, "a") as out:
         out.write(json.dumps(record) + "\n")

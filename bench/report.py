@@ -26,7 +26,7 @@ SCENARIOS = {
     "ls": "ls of a cache with 10,000 names",
     "export": "export --format filesystem of the amd64 image",
 }
-METRICS = ("wall_s", "cpu_s", "peak_rss_mib", "registry_cpu_s", "other_cpu_s")
+METRICS = ("wall_s", "cpu_s", "peak_rss_mib", "registry_cpu_s", "other_cpu_s", "disk_busy_s")
 REQUEST_KINDS = ("manifest", "blob", "other", "total")
 
 
@@ -59,7 +59,7 @@ def summarise(runs, meta):
 
 def tool_summary(runs):
     measured = [r for r in runs if r["round"] > 0] or runs
-    summary = {m: round(statistics.median(r[m] for r in measured), 4) for m in METRICS}
+    summary = {m: round(statistics.median(r.get(m, 0) for r in measured), 4) for m in METRICS}
     summary["requests"] = {
         k: statistics.median(r["requests"][k] for r in measured) for k in REQUEST_KINDS
     }

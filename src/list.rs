@@ -2,7 +2,7 @@
 //! completely, the bytes its blobs take on disk and how many of those it
 //! shares with other names.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use serde::Serialize;
 
@@ -41,34 +41,40 @@ pub struct Listing {
     pub total_bytes: u64,
 }
 
+/// What one root reaches, worked out once however many names share it.
+struct RootSummary {
+    /// The present blobs the root reaches, with their sizes.
+    blobs: HashMap<Digest, u64>,
+    /// The platforms held completely, or `None` when the root is broken.
+    platforms: Option<Vec<String>>,
+}
+
 /// Lists every cached name, sorted by name.
 pub fn list(store: &Store) -> Result<Listing, StoreError> {
     let index = store.read_index()?;
-    let mut blob_sets = Vec::new();
+    let mut summaries: HashMap<&Digest, RootSummary> = HashMap::new();
     for root in &index.manifests {
-        // An unnamed image (imported from an archive without names) is
-        // listed by its digest.
-        let name = root.ref_name().map_or_else(|| format!("@{}", root.digest), str::to_string);
-        blob_sets.push((name, root, blobs_on_disk(store, root)));
+        summaries.entry(&root.digest).or_insert_with(|| summarize(store, root));
     }
     let mut users: HashMap<&Digest, usize> = HashMap::new();
-    for (_, _, blobs) in &blob_sets {
-        for digest in blobs.keys() {
+    for root in &index.manifests {
+        for digest in summaries[&root.digest].blobs.keys() {
             *users.entry(digest).or_default() += 1;
         }
     }
 
-    let mut images: Vec<ListEntry> = blob_sets
+    let mut images: Vec<ListEntry> = index
+        .manifests
         .iter()
-        .map(|(name, root, blobs)| describe(store, name, root, blobs, &users))
+        .map(|root| describe(root, &summaries[&root.digest], &users))
         .collect();
     images.sort_by(|a, b| a.name.cmp(&b.name));
-    let mut distinct = HashSet::new();
-    let reachable_bytes = blob_sets
-        .iter()
-        .flat_map(|(_, _, blobs)| blobs.iter())
-        .filter(|(digest, _)| distinct.insert(*digest))
-        .map(|(_, size)| size)
+    let reachable_bytes = summaries
+        .values()
+        .flat_map(|summary| summary.blobs.iter())
+        .collect::<HashMap<_, _>>()
+        .values()
+        .copied()
         .sum();
     Ok(Listing {
         images,
@@ -77,47 +83,44 @@ pub fn list(store: &Store) -> Result<Listing, StoreError> {
     })
 }
 
-/// Returns the present blobs a root reaches, with their sizes.
-fn blobs_on_disk(store: &Store, root: &Descriptor) -> HashMap<Digest, u64> {
-    store
+fn summarize(store: &Store, root: &Descriptor) -> RootSummary {
+    let blobs = store
         .reach(root)
         .into_iter()
         .filter(|reached| matches!(reached.holding, Holding::Present))
         .map(|reached| (reached.descriptor.digest, reached.descriptor.size))
-        .collect()
+        .collect();
+    let platforms = store
+        .cached_root("", root.clone())
+        .and_then(|cached| cached.platforms(store))
+        .ok()
+        .map(|entries| {
+            entries
+                .iter()
+                .filter(|p| p.is_complete)
+                .map(|p| p.platform.as_ref().map_or("unknown".to_string(), Platform::to_string))
+                .collect()
+        });
+    RootSummary { blobs, platforms }
 }
 
-fn describe(
-    store: &Store,
-    name: &str,
-    root: &Descriptor,
-    blobs: &HashMap<Digest, u64>,
-    users: &HashMap<&Digest, usize>,
-) -> ListEntry {
-    let platforms = store
-        .cached_root(name, root.clone())
-        .and_then(|cached| cached.platforms(store));
-    let shared_bytes = blobs
+fn describe(root: &Descriptor, summary: &RootSummary, users: &HashMap<&Digest, usize>) -> ListEntry {
+    // An unnamed image (imported from an archive without names) is listed
+    // by its digest.
+    let name = root.ref_name().map_or_else(|| format!("@{}", root.digest), str::to_string);
+    let shared_bytes = summary
+        .blobs
         .iter()
         .filter(|(digest, _)| users.get(digest).is_some_and(|n| *n > 1))
         .map(|(_, size)| size)
         .sum();
     ListEntry {
-        name: name.to_string(),
+        name,
         digest: root.digest.clone(),
         media_type: root.media_type.clone(),
-        is_broken: platforms.is_err(),
-        platforms: platforms
-            .unwrap_or_default()
-            .iter()
-            .filter(|p| p.is_complete)
-            .map(|p| {
-                p.platform
-                    .as_ref()
-                    .map_or("unknown".to_string(), Platform::to_string)
-            })
-            .collect(),
-        size_bytes: blobs.values().sum(),
+        is_broken: summary.platforms.is_none(),
+        platforms: summary.platforms.clone().unwrap_or_default(),
+        size_bytes: summary.blobs.values().sum(),
         shared_bytes,
     }
 }

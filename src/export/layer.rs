@@ -27,7 +27,7 @@ use crate::manifest::Descriptor;
 const CHUNK_BYTES: usize = 1024 * 1024;
 /// How many chunks a layer's thread may decompress before it waits for
 /// the reader: the window of a layer read ahead.
-const WINDOW_CHUNKS: usize = 16;
+const WINDOW_CHUNKS: usize = 48;
 /// How much compressed input is read at a time.
 const INPUT_BUFFER: usize = 256 * 1024;
 

@@ -39,7 +39,7 @@ impl Store {
     /// Removes every entry of `index.json` that carries no name.
     pub fn remove_unnamed(&self) -> Result<usize, StoreError> {
         let _lock = self.lock()?;
-        let mut index = self.read_index()?;
+        let mut index = self.read_index_locked()?;
         let before = index.manifests.len();
         index.manifests.retain(|descriptor| descriptor.ref_name().is_some());
         let removed = before - index.manifests.len();
@@ -53,7 +53,7 @@ impl Store {
     /// Blobs stay until the next [`Store::sweep`].
     pub fn remove_names(&self, names: &[String]) -> Result<Vec<String>, StoreError> {
         let _lock = self.lock()?;
-        let mut index = self.read_index()?;
+        let mut index = self.read_index_locked()?;
         let mut removed = Vec::new();
         index
             .manifests

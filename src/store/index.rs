@@ -2,11 +2,13 @@
 //!
 //! Each entry is a descriptor of an image's root (an index or a manifest)
 //! with the image's full reference in `org.opencontainers.image.ref.name`,
-//! as LinuxKit writes it. The file is read without a lock, which is safe
-//! because it is only ever replaced whole; it is changed only under the
-//! cache lock, by reading it again, changing it and renaming a new file over
-//! it, so that concurrent writers (lkcache or LinuxKit) never lose each
-//! other's names.
+//! as LinuxKit writes it. The file is read without a lock: lkcache only
+//! ever replaces it whole, but LinuxKit rewrites it in place under its
+//! write lock, so a read that finds no valid document waits for that lock
+//! (shared) and reads again before it reports the file broken. It is
+//! changed only under the cache lock, by reading it again, changing it and
+//! renaming a new file over it, so that concurrent writers (lkcache or
+//! LinuxKit) never lose each other's names.
 
 use std::fs::{self, File};
 use std::io::{self, Write};
@@ -16,7 +18,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use crate::manifest::{ANNOTATION_REF_NAME, Descriptor, ImageIndex};
 use crate::media_type;
 
-use super::{INDEX_JSON, Store, StoreError, blob::sync_parent};
+use super::lock::{FileLock, LockMode};
+use super::{INDEX_JSON, LOCK, Store, StoreError, blob::sync_parent};
 
 pub(super) fn empty() -> ImageIndex {
     ImageIndex {
@@ -28,8 +31,27 @@ pub(super) fn empty() -> ImageIndex {
 }
 
 impl Store {
-    /// Reads `index.json` as it is now.
+    /// Reads `index.json` as it is now, waiting for a writer that is
+    /// rewriting it in place (LinuxKit) when it is not a valid document.
+    /// Not for callers that hold the cache lock: they use
+    /// [`Store::read_index_locked`].
     pub fn read_index(&self) -> Result<ImageIndex, StoreError> {
+        let first = self.read_index_locked();
+        if !matches!(first, Err(StoreError::InvalidIndex { .. })) {
+            return first;
+        }
+        // A read lock waits for LinuxKit's write lock; where the lock file
+        // cannot be opened (a read-only cache), the first answer stands.
+        let lock_path = self.root.join(LOCK);
+        let Ok(_lock) = FileLock::acquire(&lock_path, LockMode::Shared, "the cache lock") else {
+            return first;
+        };
+        self.read_index_locked()
+    }
+
+    /// Reads `index.json` as it is now, for a caller that holds the cache
+    /// lock (so no writer is halfway through it).
+    pub(super) fn read_index_locked(&self) -> Result<ImageIndex, StoreError> {
         let path = self.root.join(INDEX_JSON);
         let bytes = fs::read(&path).map_err(|e| StoreError::io("read", &path, e))?;
         serde_json::from_slice(&bytes).map_err(|source| StoreError::InvalidIndex { path, source })
@@ -55,7 +77,7 @@ impl Store {
             .insert(ANNOTATION_REF_NAME.to_string(), name.to_string());
 
         let _lock = self.lock()?;
-        let mut index = self.read_index()?;
+        let mut index = self.read_index_locked()?;
         let unchanged = index
             .manifests
             .iter()
@@ -77,7 +99,7 @@ impl Store {
         entry.annotations.remove(ANNOTATION_REF_NAME);
 
         let _lock = self.lock()?;
-        let mut index = self.read_index()?;
+        let mut index = self.read_index_locked()?;
         if index.manifests.iter().any(|d| d.digest == entry.digest && d.ref_name().is_none()) {
             return Ok(());
         }

@@ -311,9 +311,11 @@ impl Store {
 
     fn create_layout(&self) -> Result<(), StoreError> {
         fs::create_dir_all(&self.root).map_err(|e| StoreError::io("create", &self.root, e))?;
-        let _lock = self.lock()?;
+        let lock = self.lock()?;
         if self.root.join(INDEX_JSON).exists() {
-            // Another process created it while this one waited.
+            // Another process created it while this one waited. The check
+            // may wait for the lock itself (see `read_index`), so let go.
+            drop(lock);
             return self.check_layout();
         }
         let blobs = self.root.join("blobs").join("sha256");

@@ -17,3 +17,4 @@ mod proxy;
 mod pull;
 mod push;
 mod tls;
+mod torture;

@@ -232,6 +232,16 @@ fn applies_layers_as_bottom_up_extraction_would() {
             &[],
         ),
         (
+            "an upper link joins a lower link whose content its layer passed over",
+            &[
+                &[F("a", "old"), H("b", "a")],
+                &[H("c", "b")],
+                &[F("a", "new")],
+            ],
+            &["f a=new", "f b=old", "h c->b"],
+            &[],
+        ),
+        (
             "a link to a file a middle layer removed is dropped",
             &[&[F("a", "x")], &[F(".wh.a", "")], &[H("b", "a")]],
             &[],
