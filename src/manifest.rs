@@ -36,6 +36,7 @@ pub struct Descriptor {
     /// The digest of the content.
     pub digest: Digest,
     /// The size of the content in bytes.
+    #[serde(deserialize_with = "spec_size")]
     pub size: u64,
     /// The platform of an image manifest named by an index.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -79,6 +80,16 @@ impl Descriptor {
             .get(ANNOTATION_REFERENCE_DIGEST)
             .map(String::as_str)
     }
+}
+
+/// Reads a descriptor size, which the image spec makes an int64: larger
+/// values come only from broken or hostile documents.
+fn spec_size<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<u64, D::Error> {
+    let size = u64::deserialize(deserializer)?;
+    if size > i64::MAX as u64 {
+        return Err(serde::de::Error::custom(format!("size {size} is larger than an int64")));
+    }
+    Ok(size)
 }
 
 /// An image manifest (OCI, or Docker schema 2).
@@ -307,6 +318,17 @@ mod tests {
             parse(other, ""),
             Err(ManifestError::UnknownMediaType(_))
         ));
+    }
+
+    #[test]
+    fn refuses_sizes_beyond_int64() {
+        for (size, valid) in [("9223372036854775807", true), ("9223372036854775808", false), ("-1", false)] {
+            let text = format!(
+                r#"{{"mediaType":"{}","digest":"{CONFIG_DIGEST}","size":{size}}}"#,
+                media_type::OCI_LAYER_GZIP
+            );
+            assert_eq!(serde_json::from_str::<Descriptor>(&text).is_ok(), valid, "{size}");
+        }
     }
 
     #[test]
