@@ -398,7 +398,66 @@ def archive_seeds():
             run = subprocess.run(["zstd", "-q", "-c", "-3"], input=plain, capture_output=True)
             if run.returncode == 0:
                 compressed.append(run.stdout)
-    return tars + compressed
+    return tars + compressed + edge_archives(imgs)
+
+
+def edge_archives(imgs):
+    """Archives at the edges of what import accepts: one image listed twice
+    or under two names, a layer used twice, a config used as a layer, two
+    `index.json` entries in one tar, sha512 blobs."""
+    image = imgs[0]
+    legacy = docker_legacy(image, ["a:1"])
+    listed = json.loads(dict((f[0], f[1]) for f in legacy if len(f) == 2)["manifest.json"])
+    others = [f for f in legacy if f[0] != "manifest.json"]
+    layer = listed[0]["Layers"][0]
+    config = json.loads(image.config)
+    config["rootfs"]["diff_ids"] *= 2
+    root = image.descriptor()
+    a = dict(root, annotations={REF_NAME: "example.com/a:1"})
+    b = dict(root, annotations={REF_NAME: "example.com/b:1"})
+    as_layer = dumps({
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "config": descriptor(OCI_CONFIG, image.config),
+        "layers": [descriptor(OCI_CONFIG, image.config)],
+    })
+    twice = layout_files([a], image.blobs())
+    twice.append(("index.json", dumps({"schemaVersion": 2, "manifests": [b]})))
+    return [
+        tar_of(others + [("manifest.json", dumps(listed * 2))]),
+        tar_of(others + [("manifest.json", dumps([dict(listed[0], RepoTags=["a:1", "b:2"])]))]),
+        tar_of([("c.json", dumps(config)), (layer, image.tar), ("manifest.json", dumps([
+            {"Config": "c.json", "RepoTags": ["x:1"], "Layers": [layer, layer]}
+        ]))]),
+        tar_of(layout_files([a, b, a], image.blobs())),
+        tar_of(layout_files([descriptor(OCI_MANIFEST, as_layer, annotations=a["annotations"])],
+                            [as_layer, image.config])),
+        tar_of(twice),
+        sha512_layout(image),
+    ]
+
+
+def sha512_layout(image):
+    def d512(data):
+        return "sha512:" + hashlib.sha512(data).hexdigest()
+
+    def desc(media_type, data, **extra):
+        return dict({"mediaType": media_type, "digest": d512(data), "size": len(data)}, **extra)
+
+    manifest = dumps({
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "config": desc(OCI_CONFIG, image.config),
+        "layers": [desc(OCI_LAYER_GZIP, image.layer)],
+    })
+    entry = desc(OCI_MANIFEST, manifest, annotations={REF_NAME: "example.com/s:512"})
+    files = [
+        ("oci-layout", b'{"imageLayoutVersion":"1.0.0"}'),
+        ("index.json", dumps({"schemaVersion": 2, "manifests": [entry]})),
+    ]
+    for blob in (manifest, image.config, image.layer):
+        files.append(("blobs/sha512/" + hashlib.sha512(blob).hexdigest(), blob))
+    return tar_of(files)
 
 
 # --- output ---------------------------------------------------------------

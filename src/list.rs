@@ -54,7 +54,9 @@ pub fn list(store: &Store) -> Result<Listing, StoreError> {
     let index = store.read_index()?;
     let mut summaries: HashMap<&Digest, RootSummary> = HashMap::new();
     for root in &index.manifests {
-        summaries.entry(&root.digest).or_insert_with(|| summarize(store, root));
+        summaries
+            .entry(&root.digest)
+            .or_insert_with(|| summarize(store, root));
     }
     let mut users: HashMap<&Digest, usize> = HashMap::new();
     for root in &index.manifests {
@@ -98,16 +100,26 @@ fn summarize(store: &Store, root: &Descriptor) -> RootSummary {
             entries
                 .iter()
                 .filter(|p| p.is_complete)
-                .map(|p| p.platform.as_ref().map_or("unknown".to_string(), Platform::to_string))
+                .map(|p| {
+                    p.platform
+                        .as_ref()
+                        .map_or("unknown".to_string(), Platform::to_string)
+                })
                 .collect()
         });
     RootSummary { blobs, platforms }
 }
 
-fn describe(root: &Descriptor, summary: &RootSummary, users: &HashMap<&Digest, usize>) -> ListEntry {
+fn describe(
+    root: &Descriptor,
+    summary: &RootSummary,
+    users: &HashMap<&Digest, usize>,
+) -> ListEntry {
     // An unnamed image (imported from an archive without names) is listed
     // by its digest.
-    let name = root.ref_name().map_or_else(|| format!("@{}", root.digest), str::to_string);
+    let name = root
+        .ref_name()
+        .map_or_else(|| format!("@{}", root.digest), str::to_string);
     let shared_bytes = summary
         .blobs
         .iter()

@@ -87,7 +87,9 @@ impl Descriptor {
 fn spec_size<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<u64, D::Error> {
     let size = u64::deserialize(deserializer)?;
     if size > i64::MAX as u64 {
-        return Err(serde::de::Error::custom(format!("size {size} is larger than an int64")));
+        return Err(serde::de::Error::custom(format!(
+            "size {size} is larger than an int64"
+        )));
     }
     Ok(size)
 }
@@ -322,12 +324,20 @@ mod tests {
 
     #[test]
     fn refuses_sizes_beyond_int64() {
-        for (size, valid) in [("9223372036854775807", true), ("9223372036854775808", false), ("-1", false)] {
+        for (size, valid) in [
+            ("9223372036854775807", true),
+            ("9223372036854775808", false),
+            ("-1", false),
+        ] {
             let text = format!(
                 r#"{{"mediaType":"{}","digest":"{CONFIG_DIGEST}","size":{size}}}"#,
                 media_type::OCI_LAYER_GZIP
             );
-            assert_eq!(serde_json::from_str::<Descriptor>(&text).is_ok(), valid, "{size}");
+            assert_eq!(
+                serde_json::from_str::<Descriptor>(&text).is_ok(),
+                valid,
+                "{size}"
+            );
         }
     }
 

@@ -97,8 +97,12 @@ impl Reference {
         }
         // Only a direct child of `library/` is an official image; deeper
         // paths keep the prefix so that they stay unambiguous.
+        let first = self.path.split('/').next().unwrap_or_default();
         match self.path.strip_prefix(OFFICIAL_REPO_PREFIX) {
             Some(official) if !official.contains('/') => official.to_string(),
+            // Docker would print `docker.io/a.b/c` as `a.b/c`, which names
+            // the registry `a.b`; keeping the domain keeps the image.
+            _ if looks_like_domain(first) => self.name(),
             _ => self.path.clone(),
         }
     }

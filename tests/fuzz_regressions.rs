@@ -37,21 +37,34 @@ fn check_all<I: AsRef<[u8]>>(check: fn(&[u8]), inputs: impl IntoIterator<Item = 
             failures.push(format!("{name}: {message}"));
         }
     }
-    assert!(failures.is_empty(), "{} inputs fail:\n{}", failures.len(), failures.join("\n\n"));
+    assert!(
+        failures.is_empty(),
+        "{} inputs fail:\n{}",
+        failures.len(),
+        failures.join("\n\n")
+    );
 }
 
 /// Checks each string input; its name is the string itself.
 fn check_strings(check: fn(&[u8]), inputs: &[&str]) {
-    check_all(check, inputs.iter().map(|s| (format!("`{s}`"), s.as_bytes())));
+    check_all(
+        check,
+        inputs.iter().map(|s| (format!("`{s}`"), s.as_bytes())),
+    );
 }
 
 /// Replays every file under `tests/data/fuzz/<target>/`.
 fn replay_saved(target: &str, check: fn(&[u8])) -> TestResult {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/fuzz").join(target);
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data/fuzz")
+        .join(target);
     let mut inputs = Vec::new();
     for entry in fs::read_dir(&dir)? {
         let path = entry?.path();
-        let name = format!("tests/data/fuzz/{target}/{}", path.file_name().unwrap_or_default().display());
+        let name = format!(
+            "tests/data/fuzz/{target}/{}",
+            path.file_name().unwrap_or_default().display()
+        );
         inputs.push((name, fs::read(&path)?));
     }
     inputs.sort();
@@ -110,7 +123,14 @@ fn familiar_form_of_hub_repository_named_like_a_host_names_the_same_image() {
 fn platform_with_dot_components_prints_as_a_specifier_of_itself() {
     check_strings(
         check_platform,
-        &["l/.", "l/..", "linux/amd64/.", "linux/arm/..", "l/./v7", "3/9mcaos/."],
+        &[
+            "l/.",
+            "l/..",
+            "linux/amd64/.",
+            "linux/arm/..",
+            "l/./v7",
+            "3/9mcaos/.",
+        ],
     );
 }
 
@@ -132,7 +152,13 @@ fn platform_options_outside_the_grammar_survive_format_all() {
 #[test]
 fn empty_and_malformed_inputs_are_refused_without_panicking() {
     let inputs: [&[u8]; 6] = [b"", b"\xff", b"{", b"\0\0\0\0", b"[]", b"null"];
-    for check in [check_reference, check_platform, check_manifest, check_index_json, check_import] {
+    for check in [
+        check_reference,
+        check_platform,
+        check_manifest,
+        check_index_json,
+        check_import,
+    ] {
         check_all(check, inputs.iter().map(|i| (format!("{i:?}"), *i)));
     }
 }

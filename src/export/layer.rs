@@ -26,8 +26,10 @@ use crate::manifest::Descriptor;
 /// The size of the chunks decompressed layers pass in.
 const CHUNK_BYTES: usize = 1024 * 1024;
 /// How many chunks a layer's thread may decompress before it waits for
-/// the reader: the window of a layer read ahead.
-const WINDOW_CHUNKS: usize = 48;
+/// the reader: the window of a layer read ahead. On two cores, windows of
+/// 16, 48 and 96 MiB flattened a 644 MB image equally fast (within noise);
+/// the smallest keeps the export at about 46 MiB resident.
+const WINDOW_CHUNKS: usize = 16;
 /// How much compressed input is read at a time.
 const INPUT_BUFFER: usize = 256 * 1024;
 

@@ -290,7 +290,12 @@ fn parse_os_component(spec: &str, component: &str) -> Result<Platform, PlatformE
 
 /// Reports whether `part` matches containerd's `specifierRe`.
 fn is_component(part: &str) -> bool {
+    // containerd accepts `.` and `..` here, and then its `Format` (a path
+    // join) cleans them away, printing another platform; they name
+    // nothing, so lkcache refuses them.
     !part.is_empty()
+        && part != "."
+        && part != ".."
         && part
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
@@ -372,15 +377,16 @@ fn is_listed(list: &str, name: &str) -> bool {
 
 /// Percent-encodes the characters that would end or split an OS option.
 fn encode_os_option(value: &str) -> String {
+    // containerd escapes only `% + ( ) /`, so a value holding any other
+    // character outside the specifier grammar prints as a specifier that
+    // no longer parses; escaping every such byte keeps the round trip
+    // and gives containerd's output wherever containerd's parses.
     let mut out = String::with_capacity(value.len());
-    for c in value.chars() {
-        match c {
-            '%' => out.push_str("%25"),
-            '+' => out.push_str("%2B"),
-            '(' => out.push_str("%28"),
-            ')' => out.push_str("%29"),
-            '/' => out.push_str("%2F"),
-            c => out.push(c),
+    for byte in value.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'_' | b'.' | b'-') {
+            out.push(byte as char);
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
         }
     }
     out

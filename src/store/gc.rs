@@ -41,7 +41,9 @@ impl Store {
         let _lock = self.lock()?;
         let mut index = self.read_index_locked()?;
         let before = index.manifests.len();
-        index.manifests.retain(|descriptor| descriptor.ref_name().is_some());
+        index
+            .manifests
+            .retain(|descriptor| descriptor.ref_name().is_some());
         let removed = before - index.manifests.len();
         if removed > 0 {
             self.write_index(&index)?;

@@ -100,7 +100,11 @@ impl Store {
 
         let _lock = self.lock()?;
         let mut index = self.read_index_locked()?;
-        if index.manifests.iter().any(|d| d.digest == entry.digest && d.ref_name().is_none()) {
+        if index
+            .manifests
+            .iter()
+            .any(|d| d.digest == entry.digest && d.ref_name().is_none())
+        {
             return Ok(());
         }
         index.manifests.push(entry);

@@ -4,7 +4,6 @@
 //! tokens traded at the token server (a test double) by the OAuth2
 //! refresh-token grant.
 
-
 use base64::Engine as _;
 use serde_json::json;
 

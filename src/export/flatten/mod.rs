@@ -11,7 +11,9 @@
 //! layer's files come before a lower layer's directories that hold them,
 //! which tar readers accept (they create missing parents). Hard links,
 //! whose content often lies lower in the stack than the link, wait for it
-//! ([`links`]) and are written right after it.
+//! ([`links`]) and are written right after it; the one case a link needs
+//! content its own layer already passed over (the target was replaced
+//! above) reads that layer a second time, at the end.
 //!
 //! The output is always safe to unpack: every name is clean and relative,
 //! nothing is written beneath a symlink, and entries that would leave the
