@@ -2,12 +2,11 @@
 //! whole, with nothing half-written.
 
 use std::fs;
-use std::os::unix::fs::PermissionsExt;
-use std::process::Command;
 
 use crate::harness::fake;
 use crate::harness::images::{self, Style};
-use crate::harness::{Cache, Pusher, Registry, TestResult, require_tool};
+use crate::harness::permissions::{make_read_only, unprivileged};
+use crate::harness::{Cache, Pusher, Registry, TestResult};
 
 #[test]
 fn malformed_reference_is_a_usage_error_and_creates_nothing() -> TestResult {
@@ -321,46 +320,4 @@ fn unwritable_cache_gives_a_clear_error_and_stays_as_it_was() -> TestResult {
     assert_eq!(fs::read(cache.root().join("index.json"))?, index_before);
     assert_eq!(cache.blobs()?, blobs_before);
     Ok(())
-}
-
-/// Takes write permission away from every directory of the cache, and
-/// opens the way to it for an unprivileged user.
-fn make_read_only(cache: &Cache) -> TestResult {
-    let mut dir = cache.root();
-    while let Some(parent) = dir.parent() {
-        if parent == std::env::temp_dir() || parent.as_os_str().is_empty() {
-            break;
-        }
-        fs::set_permissions(parent, fs::Permissions::from_mode(0o755))?;
-        dir = parent.to_path_buf();
-    }
-    let status = Command::new("chmod")
-        .arg("-R")
-        .arg("a-w,a+rX")
-        .arg(cache.root())
-        .status()?;
-    if !status.success() {
-        return Err("chmod failed".into());
-    }
-    Ok(())
-}
-
-/// Runs `command` as an unprivileged user when the tests run as root, for
-/// whom permission bits mean nothing.
-fn unprivileged(command: Command) -> TestResult<Command> {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    if unsafe { libc::geteuid() } != 0 {
-        return Ok(command);
-    }
-    let setpriv = require_tool("setpriv", "util-linux")?;
-    let mut wrapped = Command::new(setpriv);
-    wrapped.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"]);
-    wrapped.arg(command.get_program()).args(command.get_args());
-    for (key, value) in command.get_envs() {
-        match value {
-            Some(value) => wrapped.env(key, value),
-            None => wrapped.env_remove(key),
-        };
-    }
-    Ok(wrapped)
 }

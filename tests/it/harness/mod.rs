@@ -10,6 +10,7 @@ pub mod faults;
 pub mod http;
 pub mod images;
 pub mod layers;
+pub mod permissions;
 pub mod registry;
 pub mod token;
 

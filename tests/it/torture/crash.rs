@@ -10,11 +10,10 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::harness::images::{self, Image, Index, Style};
+use crate::harness::permissions::{make_read_only, make_writable, unprivileged};
 use crate::harness::{Cache, Pusher, Registry, Run, TestResult, run_of};
 
-use super::{
-    Rng, check_cache, copy_dir, count, make_read_only, make_writable, snapshot, unprivileged,
-};
+use super::{Rng, check_cache, copy_dir, count, snapshot};
 
 /// Kills per command kind.
 fn kills() -> usize {

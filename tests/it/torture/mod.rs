@@ -15,7 +15,6 @@ mod hostile;
 
 use std::collections::BTreeSet;
 use std::fs;
-use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Command;
 
@@ -23,7 +22,7 @@ use serde_json::Value;
 
 use lkcache::Digest;
 
-use crate::harness::{Cache, TestResult, require_tool};
+use crate::harness::{Cache, TestResult};
 
 /// Returns whether the long form was asked for.
 pub fn is_long() -> bool {
@@ -191,59 +190,4 @@ pub fn copy_dir(from: &Path, to: &Path) -> TestResult {
         return Err(format!("cp -a {} failed", from.display()).into());
     }
     Ok(())
-}
-
-/// Takes write permission away from every directory of the cache, and
-/// opens the way to it for an unprivileged user.
-pub fn make_read_only(cache: &Cache) -> TestResult {
-    let mut dir = cache.root();
-    while let Some(parent) = dir.parent() {
-        if parent == std::env::temp_dir() || parent.as_os_str().is_empty() {
-            break;
-        }
-        fs::set_permissions(parent, fs::Permissions::from_mode(0o755))?;
-        dir = parent.to_path_buf();
-    }
-    let status = Command::new("chmod")
-        .arg("-R")
-        .arg("a-w,a+rX")
-        .arg(cache.root())
-        .status()?;
-    if !status.success() {
-        return Err("chmod failed".into());
-    }
-    Ok(())
-}
-
-/// Gives write permission back, so that the temporary directory goes.
-pub fn make_writable(cache: &Cache) -> TestResult {
-    let status = Command::new("chmod")
-        .arg("-R")
-        .arg("u+w")
-        .arg(cache.root())
-        .status()?;
-    if !status.success() {
-        return Err("chmod failed".into());
-    }
-    Ok(())
-}
-
-/// Runs `command` as an unprivileged user when the tests run as root, for
-/// whom permission bits mean nothing.
-pub fn unprivileged(command: Command) -> TestResult<Command> {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    if unsafe { libc::geteuid() } != 0 {
-        return Ok(command);
-    }
-    let setpriv = require_tool("setpriv", "util-linux")?;
-    let mut wrapped = Command::new(setpriv);
-    wrapped.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"]);
-    wrapped.arg(command.get_program()).args(command.get_args());
-    for (key, value) in command.get_envs() {
-        match value {
-            Some(value) => wrapped.env(key, value),
-            None => wrapped.env_remove(key),
-        };
-    }
-    Ok(wrapped)
 }
