@@ -4,10 +4,11 @@
 //!
 //! The checks live in `fuzz/src/lib.rs`, included here by path, so a test
 //! checks exactly what the fuzzer checked and needs no nightly toolchain.
-//! Short inputs are written out below, each test named after the defect it
-//! pins; longer ones (archives, caches) are files under
-//! `tests/data/fuzz/<target>/`, all of which are replayed. To keep a new
-//! crash, copy it from `fuzz/artifacts/<target>/` into that directory.
+//! Crash inputs are written out below, minimised, in a test named after the
+//! defect they pin (a long one as found sits in `tests/data/fuzz/crashes/`).
+//! The generated inputs worth keeping (archives, caches, documents) are
+//! files under `tests/data/fuzz/<target>/`, all of which are replayed; to
+//! keep a new crash quickly, copy it from `fuzz/artifacts/<target>/` there.
 
 #[path = "../fuzz/src/lib.rs"]
 mod fuzz_checks;
@@ -146,6 +147,49 @@ fn platform_options_outside_the_grammar_survive_format_all() {
             "linux(+%C3%A9)/amd64",
             "windows(10.0.1776d.24+win32k+a%28b%24)/amd64/v1",
         ],
+    );
+}
+
+/// Fields lkcache does not interpret are kept as they were, numbers
+/// included: serde_json's default float parser can be off by one unit in
+/// the last place, so `9.9999e119` reads as `9.999900000000001e119` and
+/// changes each time a document is written back.
+#[test]
+fn unknown_numeric_fields_survive_a_round_trip() {
+    const EMPTY: &str = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+    // The first byte picks the declared media type: 1 an OCI index, 2 an
+    // OCI manifest (`DECLARED_MEDIA_TYPES`).
+    let index = |doc: String| [&[1u8][..], doc.as_bytes()].concat();
+    let manifest = |doc: String| [&[2u8][..], doc.as_bytes()].concat();
+    let descriptor =
+        |extra: &str| format!(r#"{{"mediaType":"a/b","digest":"{EMPTY}","size":0,"x":{extra}}}"#);
+    check_all(
+        check_manifest,
+        [
+            (
+                "index field",
+                index(r#"{"schemaVersion":2,"manifests":[],"x":9.9999e119}"#.to_string()),
+            ),
+            (
+                "index entry field",
+                index(format!(
+                    r#"{{"schemaVersion":2,"manifests":[{}]}}"#,
+                    descriptor("9.9999e119")
+                )),
+            ),
+            (
+                "config field",
+                manifest(format!(
+                    r#"{{"schemaVersion":2,"config":{}}}"#,
+                    descriptor("[3e-6,9.9999e119]")
+                )),
+            ),
+            (
+                "as the fuzzer found it",
+                include_bytes!("data/fuzz/crashes/manifest-float-in-unknown-field").to_vec(),
+            ),
+        ]
+        .map(|(name, input)| (name.to_string(), input)),
     );
 }
 
