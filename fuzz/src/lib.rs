@@ -50,10 +50,9 @@ pub const MAX_ARCHIVE_BYTES: u64 = 256 << 10;
 const IMPORT_NAME: &str = "example.com/fuzz/imported:latest";
 
 /// Checks reference and digest parsing of the input's UTF-8 prefix: no
-/// panic; a parsed reference
-/// has exactly one of tag and digest, and both its full form (`Display`)
-/// and its familiar form parse back to it; a parsed digest prints as
-/// written.
+/// panic; a parsed reference has exactly one of tag and digest, and both
+/// its full form (`Display`) and its familiar form parse back to it; a
+/// parsed digest prints as written.
 pub fn check_reference(input: &[u8]) {
     let input = text(input);
     let _ = lkcache::reference::parse_unnormalized(input);
