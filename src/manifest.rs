@@ -23,6 +23,10 @@ pub const MAX_MANIFEST_BYTES: u64 = 4 * 1024 * 1024;
 /// The annotation that names an image in an OCI layout's `index.json`.
 pub const ANNOTATION_REF_NAME: &str = "org.opencontainers.image.ref.name";
 
+/// The annotation in which containerd (and BuildKit) record an image's
+/// full name in an OCI layout's `index.json`.
+pub const ANNOTATION_CONTAINERD_NAME: &str = "io.containerd.image.name";
+
 /// The annotation by which BuildKit ties an attestation manifest to the
 /// platform manifest it describes.
 pub const ANNOTATION_REFERENCE_DIGEST: &str = "vnd.docker.reference.digest";

@@ -37,9 +37,6 @@ pub use output::OutputFile;
 use archive::TarWriter;
 use layer::{BlobLayer, LayerSource};
 
-/// The annotation by which containerd names an image in an OCI layout.
-pub const ANNOTATION_CONTAINERD_NAME: &str = "io.containerd.image.name";
-
 /// How much of the output is buffered before it is written.
 const OUTPUT_BUFFER: usize = 1024 * 1024;
 /// The most layers decompressed ahead of the one being flattened.

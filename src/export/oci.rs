@@ -20,15 +20,17 @@ use std::collections::BTreeSet;
 use std::io::{self, Read, Write};
 
 use crate::digest::{Digest, Hasher};
-use crate::manifest::{ANNOTATION_REF_NAME, Descriptor, ImageIndex, Manifest, ManifestError};
+use crate::manifest::{
+    ANNOTATION_CONTAINERD_NAME, ANNOTATION_REF_NAME, Descriptor, ImageIndex, Manifest,
+    ManifestError,
+};
 use crate::media_type;
 use crate::reference::Reference;
 use crate::store::{Mismatch, Store, StoreError};
 
 use super::archive::{CopyError, EntryMeta, TarWriter};
 use super::{
-    ANNOTATION_CONTAINERD_NAME, ExportError, ExportOptions, ExportedImage, archive_name,
-    plain_descriptor, platform_images,
+    ExportError, ExportOptions, ExportedImage, archive_name, plain_descriptor, platform_images,
 };
 
 /// The content of `oci-layout`.

@@ -264,19 +264,7 @@ mod tests {
     use crate::platform::Platform;
     use crate::store::Store;
 
-    type TestResult<T = ()> = Result<T, Box<dyn std::error::Error>>;
-
-    fn tar_of(files: &[(&str, &[u8])]) -> TestResult<Vec<u8>> {
-        let mut builder = tar::Builder::new(Vec::new());
-        for (name, content) in files {
-            let mut header = tar::Header::new_gnu();
-            header.set_size(content.len() as u64);
-            header.set_mode(0o644);
-            header.set_cksum();
-            builder.append_data(&mut header, name, *content)?;
-        }
-        Ok(builder.into_inner()?)
-    }
+    use crate::import::test_tar::{TestResult, tar_of};
 
     fn gzip(bytes: &[u8]) -> TestResult<Vec<u8>> {
         let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());

@@ -26,6 +26,25 @@ mod oci;
 mod plan;
 mod scan;
 
+/// Plain tars for the unit tests of the archive readers.
+#[cfg(test)]
+mod test_tar {
+    pub(super) type TestResult<T = ()> = Result<T, Box<dyn std::error::Error>>;
+
+    /// Builds a tar of regular files `(name, content)`.
+    pub(super) fn tar_of(files: &[(&str, &[u8])]) -> TestResult<Vec<u8>> {
+        let mut builder = tar::Builder::new(Vec::new());
+        for (name, content) in files {
+            let mut header = tar::Header::new_gnu();
+            header.set_size(content.len() as u64);
+            header.set_mode(0o644);
+            header.set_cksum();
+            builder.append_data(&mut header, name, *content)?;
+        }
+        Ok(builder.into_inner()?)
+    }
+}
+
 use std::io::{self, Read};
 
 use crate::digest::{Digest, DigestError};

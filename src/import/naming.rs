@@ -15,15 +15,11 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::digest::Digest;
-use crate::manifest::Descriptor;
+use crate::manifest::{ANNOTATION_CONTAINERD_NAME, Descriptor};
 use crate::reference::Reference;
 
 use super::ImportError;
 use super::plan::Root;
-
-/// The annotation in which containerd (and BuildKit) record an image's
-/// full name in an OCI layout's `index.json`.
-pub(super) const ANNOTATION_CONTAINERD_NAME: &str = "io.containerd.image.name";
 
 /// The longest tag the reference grammar allows.
 const TAG_MAX_LEN: usize = 128;
