@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use serde::Serialize;
 
 use crate::digest::Digest;
-use crate::manifest::Descriptor;
+use crate::manifest::{ANNOTATION_REF_NAME, Descriptor};
 use crate::platform::Platform;
 use crate::store::{Holding, Store, StoreError};
 
@@ -41,38 +41,47 @@ pub struct Listing {
     pub total_bytes: u64,
 }
 
-/// What one root reaches, worked out once however many names share it.
+/// What one root reaches, worked out once however many names share it:
+/// caches hold many names for few roots (tags of one build, LinuxKit's
+/// per-architecture names), so nothing below is done per name.
 struct RootSummary {
     /// The present blobs the root reaches, with their sizes.
     blobs: HashMap<Digest, u64>,
     /// The platforms held completely, or `None` when the root is broken.
     platforms: Option<Vec<String>>,
+    /// How many names point at the root.
+    names: usize,
 }
 
 /// Lists every cached name, sorted by name.
 pub fn list(store: &Store) -> Result<Listing, StoreError> {
     let index = store.read_index()?;
-    let mut summaries: HashMap<&Digest, RootSummary> = HashMap::new();
-    for root in &index.manifests {
-        summaries
-            .entry(&root.digest)
-            .or_insert_with(|| summarize(store, root));
-    }
-    let mut users: HashMap<&Digest, usize> = HashMap::new();
-    for root in &index.manifests {
-        for digest in summaries[&root.digest].blobs.keys() {
-            *users.entry(digest).or_default() += 1;
-        }
-    }
+    let mut positions: HashMap<&Digest, usize> = HashMap::new();
+    let mut summaries: Vec<RootSummary> = Vec::new();
+    let summary_of: Vec<usize> = index
+        .manifests
+        .iter()
+        .map(|root| {
+            let at = *positions.entry(&root.digest).or_insert_with(|| {
+                summaries.push(summarize(store, root));
+                summaries.len() - 1
+            });
+            summaries[at].names += 1;
+            at
+        })
+        .collect();
+    drop(positions);
+    let shared = shared_bytes(&summaries);
 
     let mut images: Vec<ListEntry> = index
         .manifests
-        .iter()
-        .map(|root| describe(root, &summaries[&root.digest], &users))
+        .into_iter()
+        .zip(summary_of)
+        .map(|(root, at)| describe(root, &summaries[at], shared[at]))
         .collect();
-    images.sort_by(|a, b| a.name.cmp(&b.name));
+    images.sort_unstable_by(|a, b| a.name.cmp(&b.name));
     let reachable_bytes = summaries
-        .values()
+        .iter()
         .flat_map(|summary| summary.blobs.iter())
         .collect::<HashMap<_, _>>()
         .values()
@@ -107,29 +116,46 @@ fn summarize(store: &Store, root: &Descriptor) -> RootSummary {
                 })
                 .collect()
         });
-    RootSummary { blobs, platforms }
+    RootSummary {
+        blobs,
+        platforms,
+        names: 0,
+    }
 }
 
-fn describe(
-    root: &Descriptor,
-    summary: &RootSummary,
-    users: &HashMap<&Digest, usize>,
-) -> ListEntry {
+/// For each root, the bytes of its blobs that more than one name uses:
+/// another root's names, or another name of the same root.
+fn shared_bytes(summaries: &[RootSummary]) -> Vec<u64> {
+    let mut users: HashMap<&Digest, usize> = HashMap::new();
+    for summary in summaries {
+        for digest in summary.blobs.keys() {
+            *users.entry(digest).or_default() += summary.names;
+        }
+    }
+    summaries
+        .iter()
+        .map(|summary| {
+            summary
+                .blobs
+                .iter()
+                .filter(|(digest, _)| users[digest] > 1)
+                .map(|(_, size)| size)
+                .sum()
+        })
+        .collect()
+}
+
+fn describe(mut root: Descriptor, summary: &RootSummary, shared_bytes: u64) -> ListEntry {
     // An unnamed image (imported from an archive without names) is listed
     // by its digest.
     let name = root
-        .ref_name()
-        .map_or_else(|| format!("@{}", root.digest), str::to_string);
-    let shared_bytes = summary
-        .blobs
-        .iter()
-        .filter(|(digest, _)| users.get(digest).is_some_and(|n| *n > 1))
-        .map(|(_, size)| size)
-        .sum();
+        .annotations
+        .remove(ANNOTATION_REF_NAME)
+        .unwrap_or_else(|| format!("@{}", root.digest));
     ListEntry {
         name,
-        digest: root.digest.clone(),
-        media_type: root.media_type.clone(),
+        digest: root.digest,
+        media_type: root.media_type,
         is_broken: summary.platforms.is_none(),
         platforms: summary.platforms.clone().unwrap_or_default(),
         size_bytes: summary.blobs.values().sum(),

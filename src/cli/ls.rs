@@ -1,8 +1,12 @@
 //! `lkcache ls`: what the cache holds, as a table or as JSON.
 
+use std::collections::HashMap;
+use std::io::{self, Write};
+
 use clap::Args;
 
-use lkcache::list::{self, Listing};
+use lkcache::digest::Digest;
+use lkcache::list::{self, ListEntry, Listing};
 use lkcache::media_type;
 
 use super::{Cli, Failure, open_store};
@@ -17,16 +21,26 @@ pub(super) struct LsArgs {
 pub(super) fn run(cli: &Cli, args: &LsArgs) -> Result<u8, Failure> {
     let store = open_store(cli)?;
     let listing = list::list(&store).map_err(Failure::failed)?;
-    if args.json {
-        let json = serde_json::to_string_pretty(&listing.images).expect("entries always serialise");
-        println!("{json}");
+    // One write per buffer, not per line: a cache can hold many thousand
+    // names.
+    let mut out = io::BufWriter::new(io::stdout().lock());
+    let written = if args.json {
+        serde_json::to_writer_pretty(&mut out, &listing.images)
+            .map_err(io::Error::from)
+            .and_then(|()| writeln!(out))
     } else {
-        print_table(&listing);
+        write_table(&mut out, &listing)
+    };
+    match written.and_then(|()| out.flush()) {
+        // A reader that stops early (`lkcache ls | head`) is not a failure.
+        Err(e) if e.kind() != io::ErrorKind::BrokenPipe => Err(Failure::failed(format!(
+            "could not write the listing to standard output: {e}"
+        ))),
+        _ => Ok(0),
     }
-    Ok(0)
 }
 
-fn print_table(listing: &Listing) {
+fn write_table(out: &mut impl Write, listing: &Listing) -> io::Result<()> {
     let entries = &listing.images;
     let width = entries
         .iter()
@@ -34,37 +48,49 @@ fn print_table(listing: &Listing) {
         .max()
         .unwrap_or(4)
         .max(4);
-    println!(
+    writeln!(
+        out,
         "{:width$}  {:<19}  {:<13}  {:>10}  {:>10}  PLATFORMS",
         "NAME", "DIGEST", "TYPE", "SIZE", "SHARED"
-    );
+    )?;
+    // Every column but the name describes the root, and many names share
+    // a root: format those columns once per root.
+    let mut columns: HashMap<&Digest, String> = HashMap::new();
     for entry in entries {
-        let digest = format!(
-            "{}:{}",
-            entry.digest.algorithm().name(),
-            entry.digest.short()
-        );
-        let platforms = if entry.is_broken {
-            "(root missing or unreadable)".to_string()
-        } else {
-            entry.platforms.join(",")
-        };
-        println!(
-            "{:width$}  {digest:<19}  {:<13}  {:>10}  {:>10}  {platforms}",
-            entry.name,
-            short_media_type(&entry.media_type),
-            human_bytes(entry.size_bytes),
-            human_bytes(entry.shared_bytes),
-        );
+        let root_columns = columns
+            .entry(&entry.digest)
+            .or_insert_with(|| root_columns(entry));
+        writeln!(out, "{:width$}  {root_columns}", entry.name)?;
     }
     let unreachable = listing.total_bytes.saturating_sub(listing.reachable_bytes);
-    println!(
+    writeln!(
+        out,
         "{} images, {} on disk ({} in use, {} unreachable: `lkcache gc` frees it)",
         entries.len(),
         human_bytes(listing.total_bytes),
         human_bytes(listing.reachable_bytes),
         human_bytes(unreachable)
+    )
+}
+
+/// Formats the columns after the name: digest, type, sizes and platforms.
+fn root_columns(entry: &ListEntry) -> String {
+    let digest = format!(
+        "{}:{}",
+        entry.digest.algorithm().name(),
+        entry.digest.short()
     );
+    let platforms = if entry.is_broken {
+        "(root missing or unreadable)".to_string()
+    } else {
+        entry.platforms.join(",")
+    };
+    format!(
+        "{digest:<19}  {:<13}  {:>10}  {:>10}  {platforms}",
+        short_media_type(&entry.media_type),
+        human_bytes(entry.size_bytes),
+        human_bytes(entry.shared_bytes),
+    )
 }
 
 /// Names a root media type in a few characters for the table.

@@ -9,6 +9,7 @@
 
 use std::fs::{self, File};
 use std::io::{self, Seek, SeekFrom, Write};
+use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -27,6 +28,7 @@ pub struct BlobWriter {
     final_path: PathBuf,
     expected: Descriptor,
     hasher: Hasher,
+    writeback: Writeback,
 }
 
 /// Why the bytes written do not match the descriptor.
@@ -60,6 +62,7 @@ impl BlobWriter {
     ) -> Result<BlobWriter, StoreError> {
         let temp_path = temp_path(ingest_dir, expected.digest.short());
         let file = File::create(&temp_path).map_err(|e| StoreError::io("create", &temp_path, e))?;
+        reserve(&file, expected.size);
         Ok(BlobWriter {
             file,
             is_committed: false,
@@ -67,6 +70,7 @@ impl BlobWriter {
             final_path,
             expected: expected.clone(),
             hasher: Hasher::new(expected.digest.algorithm()),
+            writeback: Writeback::default(),
         })
     }
 
@@ -84,6 +88,7 @@ impl BlobWriter {
             .and_then(|()| self.file.seek(SeekFrom::Start(0)));
         reset.map_err(|e| StoreError::io("truncate", &self.temp_path, e))?;
         self.hasher = Hasher::new(self.expected.digest.algorithm());
+        self.writeback.restart();
         Ok(())
     }
 
@@ -150,11 +155,91 @@ impl Write for BlobWriter {
         }
         let written = self.file.write(buf)?;
         self.hasher.update(&buf[..written]);
+        self.writeback.advance(&self.file, self.hasher.len_bytes());
         Ok(written)
     }
 
     fn flush(&mut self) -> io::Result<()> {
         self.file.flush()
+    }
+}
+
+/// Allocates a blob's disk space before its bytes arrive, so that the file
+/// system lays it out in one go instead of reserving blocks page by page as
+/// they are written (8% of a large pull's system time here). The size
+/// stays 0 until bytes are written. A blob larger than the free space is
+/// not reserved: a failed reservation keeps what it got until the file is
+/// removed, and would fill the disk for every other writer meanwhile. Any
+/// failure is ignored: without `fallocate` the file system allocates as it
+/// goes, and a full disk is reported by the writes themselves.
+fn reserve(file: &File, size_bytes: u64) {
+    let Ok(length) = i64::try_from(size_bytes) else {
+        return;
+    };
+    if length == 0 || free_bytes(file).is_none_or(|free| free < size_bytes) {
+        return;
+    }
+    // SAFETY: the descriptor is open for as long as `file` lives, and
+    // fallocate touches no memory of this process.
+    unsafe {
+        libc::fallocate(file.as_raw_fd(), libc::FALLOC_FL_KEEP_SIZE, 0, length);
+    }
+}
+
+/// Returns the bytes an unprivileged writer may still use on `file`'s file
+/// system.
+fn free_bytes(file: &File) -> Option<u64> {
+    let mut stats: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `stats` is a valid, writable statvfs for the call to fill.
+    if unsafe { libc::fstatvfs(file.as_raw_fd(), &mut stats) } != 0 {
+        return None;
+    }
+    Some(stats.f_bavail.saturating_mul(stats.f_frsize))
+}
+
+/// Has the kernel write a growing file to disk a few megabytes behind its
+/// writer. Without it, a large blob's bytes reach the disk only in the
+/// fsync before its rename, after the last byte arrived, and that wait
+/// (tens of milliseconds per 100 MB here) is added to every pull.
+#[derive(Debug, Default)]
+pub(super) struct Writeback {
+    started_to: u64,
+}
+
+impl Writeback {
+    /// How far the writer gets ahead before the next range is started.
+    const STEP_BYTES: u64 = 8 * 1024 * 1024;
+
+    /// Starts writing out what `file` holds up to `written` bytes, once a
+    /// step's worth has accumulated, without waiting for the writes.
+    pub(super) fn advance(&mut self, file: &File, written: u64) {
+        if written < self.started_to + Self::STEP_BYTES {
+            return;
+        }
+        let (Ok(offset), Ok(length)) = (
+            i64::try_from(self.started_to),
+            i64::try_from(written - self.started_to),
+        ) else {
+            return;
+        };
+        // SAFETY: the descriptor is open for as long as `file` lives, and
+        // sync_file_range touches no memory of this process. A failure is
+        // ignored: this only starts writeback early, while the fsync
+        // before the rename makes the bytes durable and reports errors.
+        unsafe {
+            libc::sync_file_range(
+                file.as_raw_fd(),
+                offset,
+                length,
+                libc::SYNC_FILE_RANGE_WRITE,
+            );
+        }
+        self.started_to = written;
+    }
+
+    /// Forgets what was started, for a file truncated to start again.
+    pub(super) fn restart(&mut self) {
+        self.started_to = 0;
     }
 }
 
@@ -214,6 +299,25 @@ mod tests {
             "{err}"
         );
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn reserves_the_space_of_a_blob_before_its_bytes_arrive() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let content = vec![7u8; 1024 * 1024];
+        let mut blob = writer(dir.path(), &content);
+        let reserved = blob.file.metadata().unwrap();
+        assert_eq!(reserved.len(), 0);
+        assert!(
+            reserved.blocks() * 512 >= 1024 * 1024,
+            "{} blocks",
+            reserved.blocks()
+        );
+
+        blob.write_all(&content).unwrap();
+        blob.commit().unwrap();
+        assert_eq!(fs::read(dir.path().join("final")).unwrap(), content);
     }
 
     #[test]

@@ -140,9 +140,14 @@ impl Store {
             return false;
         }
         match self.read_manifest(descriptor) {
-            Ok(Manifest::Image(image)) => image.blobs().all(|blob| self.has_blob(blob)),
+            Ok(Manifest::Image(image)) => self.holds_blobs_of(&image),
             _ => false,
         }
+    }
+
+    /// Tells whether the config and every layer of a manifest are cached.
+    fn holds_blobs_of(&self, image: &ImageManifest) -> bool {
+        image.blobs().all(|blob| self.has_blob(blob))
     }
 }
 
@@ -161,7 +166,8 @@ impl CachedImage {
                 Ok(vec![PlatformEntry {
                     platform,
                     descriptor: self.root.clone(),
-                    is_complete: store.is_complete(&self.root),
+                    // The root was just read, so it is present.
+                    is_complete: store.holds_blobs_of(image),
                 }])
             }
         }

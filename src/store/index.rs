@@ -57,6 +57,19 @@ impl Store {
         serde_json::from_slice(&bytes).map_err(|source| StoreError::InvalidIndex { path, source })
     }
 
+    /// Checks that `index.json` is a JSON document, without building it:
+    /// opening a cache of many names stays cheap, and a broken file is
+    /// reported before a command does any work.
+    pub(super) fn check_index(&self) -> Result<(), StoreError> {
+        let path = self.root.join(INDEX_JSON);
+        let bytes = fs::read(&path).map_err(|e| StoreError::io("read", &path, e))?;
+        match serde_json::from_slice::<serde::de::IgnoredAny>(&bytes) {
+            Ok(_) => Ok(()),
+            // Perhaps LinuxKit is rewriting it in place: read it properly.
+            Err(_) => self.read_index().map(drop),
+        }
+    }
+
     /// Returns the descriptor cached under `name`, if any.
     pub fn lookup(&self, name: &str) -> Result<Option<Descriptor>, StoreError> {
         let index = self.read_index()?;

@@ -18,7 +18,7 @@ use std::path::PathBuf;
 
 use crate::digest::{Algorithm, Digest, Hasher};
 
-use super::blob::{sync_parent, temp_path};
+use super::blob::{Writeback, sync_parent, temp_path};
 use super::{INGEST, Store, StoreError};
 
 /// Content being written whose digest is not known in advance.
@@ -28,6 +28,7 @@ pub struct Ingest {
     temp_path: PathBuf,
     algorithm: Algorithm,
     hasher: Hasher,
+    writeback: Writeback,
     store: Store,
     is_finished: bool,
 }
@@ -55,6 +56,7 @@ impl Store {
             temp_path,
             algorithm,
             hasher: Hasher::new(algorithm),
+            writeback: Writeback::default(),
             store: self.clone(),
             is_finished: false,
         })
@@ -95,6 +97,7 @@ impl Write for Ingest {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let written = self.file.write(buf)?;
         self.hasher.update(&buf[..written]);
+        self.writeback.advance(&self.file, self.hasher.len_bytes());
         Ok(written)
     }
 

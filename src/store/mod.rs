@@ -301,7 +301,7 @@ impl Store {
             .ok()
             .and_then(|v| v.get("imageLayoutVersion")?.as_str().map(str::to_string));
         match version.as_deref() {
-            Some(v) if v.starts_with("1.") => self.read_index().map(drop),
+            Some(v) if v.starts_with("1.") => self.check_index(),
             _ => Err(StoreError::InvalidLayout {
                 path: self.root.clone(),
                 reason: format!("`{OCI_LAYOUT}` does not declare layout version 1.x"),

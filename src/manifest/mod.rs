@@ -16,6 +16,8 @@ use crate::digest::Digest;
 use crate::media_type::{self, ManifestKind};
 use crate::platform::Platform;
 
+mod decode;
+
 /// The largest manifest or index lkcache accepts, as registries commonly
 /// limit them: anything bigger is refused before it is read whole.
 pub const MAX_MANIFEST_BYTES: u64 = 4 * 1024 * 1024;
@@ -32,7 +34,8 @@ pub const ANNOTATION_CONTAINERD_NAME: &str = "io.containerd.image.name";
 pub const ANNOTATION_REFERENCE_DIGEST: &str = "vnd.docker.reference.digest";
 
 /// A descriptor: the media type, digest and size of a piece of content.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// (Decoded in [`decode`], in one pass.)
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Descriptor {
     /// The media type of the content described.
@@ -40,13 +43,12 @@ pub struct Descriptor {
     /// The digest of the content.
     pub digest: Digest,
     /// The size of the content in bytes.
-    #[serde(deserialize_with = "spec_size")]
     pub size: u64,
     /// The platform of an image manifest named by an index.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub platform: Option<Platform>,
     /// Annotations, sorted by key.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub annotations: BTreeMap<String, String>,
     /// Fields lkcache does not interpret, kept as they were.
     #[serde(flatten)]
@@ -86,18 +88,6 @@ impl Descriptor {
     }
 }
 
-/// Reads a descriptor size, which the image spec makes an int64: larger
-/// values come only from broken or hostile documents.
-fn spec_size<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<u64, D::Error> {
-    let size = u64::deserialize(deserializer)?;
-    if size > i64::MAX as u64 {
-        return Err(serde::de::Error::custom(format!(
-            "size {size} is larger than an int64"
-        )));
-    }
-    Ok(size)
-}
-
 /// An image manifest (OCI, or Docker schema 2).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -121,17 +111,17 @@ impl ImageManifest {
     }
 }
 
-/// An image index (OCI), or manifest list (Docker).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// An image index (OCI), or manifest list (Docker). (Decoded in
+/// [`decode`], in one pass.)
+#[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ImageIndex {
     /// Always 2.
     pub schema_version: u32,
     /// The media type, when the document states it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub media_type: Option<String>,
     /// The manifests this index names.
-    #[serde(default)]
     pub manifests: Vec<Descriptor>,
     /// Fields lkcache does not interpret, kept as they were.
     #[serde(flatten)]
