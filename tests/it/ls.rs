@@ -76,3 +76,38 @@ fn lists_an_empty_cache() -> TestResult {
     assert_eq!(json.stdout.trim(), "[]");
     Ok(())
 }
+
+#[test]
+fn stops_quietly_when_the_reader_goes_away() -> TestResult {
+    use std::io::BufRead;
+    let cache = Cache::new()?;
+    cache.run(&["ls"])?.ok()?;
+    // Far more rows than a pipe holds, so that writing outlives the reader.
+    let root = lkcache::manifest::Descriptor::of_bytes(lkcache::media_type::OCI_MANIFEST, b"{}");
+    let manifests: Vec<serde_json::Value> = (0..5000)
+        .map(|i| {
+            let mut entry = serde_json::to_value(&root)?;
+            entry["annotations"] = serde_json::json!({
+                lkcache::manifest::ANNOTATION_REF_NAME: format!("example.com/app-{i}:v1")
+            });
+            Ok(entry)
+        })
+        .collect::<Result<_, serde_json::Error>>()?;
+    let index = serde_json::json!({"schemaVersion": 2, "manifests": manifests});
+    std::fs::write(cache.root().join("index.json"), serde_json::to_vec(&index)?)?;
+
+    let mut ls = cache
+        .command(&["ls"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()?;
+    let mut first = String::new();
+    std::io::BufReader::new(ls.stdout.take().ok_or("stdout")?).read_line(&mut first)?;
+    let output = ls.wait_with_output()?;
+
+    assert!(first.starts_with("NAME"), "{first}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{:?}: {stderr}", output.status);
+    assert!(stderr.is_empty(), "{stderr}");
+    Ok(())
+}
