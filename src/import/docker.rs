@@ -71,7 +71,7 @@ pub(super) fn plan(contents: &Contents) -> Result<Plan, ImportError> {
     for image in &images {
         plan_image(contents, &mut plan, image)?;
     }
-    if plan.roots.is_empty() {
+    if plan.roots().is_empty() {
         return Err(ImportError::NoImages(MANIFEST_JSON));
     }
     Ok(plan)
@@ -144,7 +144,7 @@ fn plan_image(
     let manifest = Descriptor::of_bytes(media_type::OCI_MANIFEST, &manifest_bytes);
     plan.add_made(&manifest, manifest_bytes);
 
-    plan.roots.push(Root {
+    plan.add_root(Root {
         descriptor: manifest,
         names: repo_tags(image)?,
         platforms: config.image.platform().into_iter().collect(),

@@ -386,6 +386,6 @@ pub fn import(
     } else {
         return Err(ImportError::UnknownLayout);
     };
-    let names = naming::resolve(&plan.roots, options.name.as_ref())?;
+    let names = naming::resolve(plan.roots(), options.name.as_ref())?;
     plan.execute(store, &mut contents, names)
 }

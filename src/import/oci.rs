@@ -67,7 +67,7 @@ pub(super) fn plan(contents: &Contents, store: &Store) -> Result<Plan, ImportErr
                 .flat_map(|(_, names)| names.iter().cloned().map(ArchiveName::Full))
                 .collect();
         }
-        plan.roots.push(Root {
+        plan.add_root(Root {
             descriptor: descriptor(&media_type, &entry.digest, entry.size),
             names,
             platforms,

@@ -38,7 +38,7 @@ pub(super) struct Plan {
     writes: Vec<Descriptor>,
     planned: BTreeSet<Digest>,
     made: BTreeMap<Digest, Vec<u8>>,
-    pub roots: Vec<Root>,
+    roots: Vec<Root>,
 }
 
 impl Plan {
@@ -55,8 +55,32 @@ impl Plan {
         self.add(descriptor);
     }
 
+    /// Adds an image to name. An archive that lists the same image twice
+    /// (two `index.json` entries, or two `manifest.json` entries with one
+    /// config) holds one image under all the names the entries give.
+    pub(super) fn add_root(&mut self, root: Root) {
+        let Some(known) = self
+            .roots
+            .iter_mut()
+            .find(|known| known.descriptor.digest == root.descriptor.digest)
+        else {
+            self.roots.push(root);
+            return;
+        };
+        for name in root.names {
+            if !known.names.contains(&name) {
+                known.names.push(name);
+            }
+        }
+    }
+
+    /// Returns the images to name, in the archive's order.
+    pub(super) fn roots(&self) -> &[Root] {
+        &self.roots
+    }
+
     /// Lands the blobs, bottom-up, then records `names` (one list per
-    /// root). Blobs the cache already holds are left as they are.
+    /// root), all in one change of `index.json`. Blobs the cache already holds are left as they are.
     pub(super) fn execute(
         self,
         store: &Store,
@@ -83,20 +107,25 @@ impl Plan {
             tracing::trace!("landed `{}`", descriptor.digest);
         }
 
-        let mut imported = Vec::with_capacity(self.roots.len());
-        for (root, names) in self.roots.into_iter().zip(names) {
-            for name in &names {
-                store.set_name(name, &root.descriptor)?;
-            }
-            if names.is_empty() {
-                store.add_unnamed(&root.descriptor)?;
-            }
-            imported.push(ImportedImage {
+        let imported: Vec<ImportedImage> = self
+            .roots
+            .into_iter()
+            .zip(names)
+            .map(|(root, names)| ImportedImage {
                 names,
                 root: root.descriptor,
                 platforms: root.platforms,
-            });
-        }
+            })
+            .collect();
+        let entries: Vec<(Option<&str>, &Descriptor)> = imported
+            .iter()
+            .flat_map(|image| {
+                let unnamed = image.names.is_empty().then_some((None, &image.root));
+                let named = image.names.iter().map(|n| (Some(n.as_str()), &image.root));
+                named.chain(unnamed)
+            })
+            .collect();
+        store.record(&entries)?;
         Ok(imported)
     }
 }

@@ -19,7 +19,7 @@ use crate::manifest::{Descriptor, ImageConfig, ImageIndex, ImageManifest, Manife
 use crate::platform::Platform;
 use crate::reference::Reference;
 use crate::registry::{Client, FetchedManifest, RegistryError};
-use crate::store::{CachedImage, Mismatch, Store, StoreError};
+use crate::store::{CachedImage, FileLock, Mismatch, Store, StoreError};
 
 pub use download::Transferred;
 
@@ -184,6 +184,15 @@ pub struct PullReport {
     pub transferred: Transferred,
 }
 
+/// An image whose content is in the cache, to be named.
+struct Stored {
+    report: PullReport,
+    /// Held from the first blob written until the name is recorded, so
+    /// that no sweep removes the unnamed content; `None` for a cache hit,
+    /// which wrote nothing.
+    guard: Option<FileLock>,
+}
+
 /// Pulls images into a store.
 pub struct Puller<'a> {
     store: &'a Store,
@@ -219,7 +228,9 @@ impl<'a> Puller<'a> {
 
     /// Pulls several images at once; their downloads share the bound on
     /// blobs in flight, and at most [`MAX_PARALLEL_IMAGES`] talk to
-    /// registries at a time. Results come in the order of `references`.
+    /// registries at a time. The names are recorded together once every
+    /// image is stored, in one change of `index.json`. Results come in the
+    /// order of `references`.
     pub fn pull_all(&self, references: &[Reference]) -> Vec<Result<PullReport, PullError>> {
         if let [reference] = references {
             // The common case, often a cache hit of a few hundred
@@ -227,7 +238,7 @@ impl<'a> Puller<'a> {
             return vec![self.pull(reference)];
         }
         let next = AtomicUsize::new(0);
-        let results: Mutex<Vec<Option<Result<PullReport, PullError>>>> =
+        let results: Mutex<Vec<Option<Result<Stored, PullError>>>> =
             Mutex::new(references.iter().map(|_| None).collect());
         let workers = references.len().min(MAX_PARALLEL_IMAGES);
         std::thread::scope(|scope| {
@@ -238,17 +249,30 @@ impl<'a> Puller<'a> {
                         let Some(reference) = references.get(position) else {
                             break;
                         };
-                        let result = self.pull(reference);
+                        let result = self.store_content(reference, &reference.to_string());
                         results.lock().expect("lock poisoned")[position] = Some(result);
                     }
                 });
             }
         });
-        results
+        let results: Vec<Result<Stored, PullError>> = results
             .into_inner()
             .expect("lock poisoned")
             .into_iter()
             .map(|result| result.expect("every reference was pulled"))
+            .collect();
+        let stored: Vec<&Stored> = results.iter().filter_map(|r| r.as_ref().ok()).collect();
+        if self.record(&stored).is_ok() {
+            return results.into_iter().map(|r| r.map(|s| s.report)).collect();
+        }
+        // Name them one by one, so that each image reports its own failure.
+        results
+            .into_iter()
+            .map(|result| {
+                let stored = result?;
+                self.record(&[&stored])?;
+                Ok(stored.report)
+            })
             .collect()
     }
 
@@ -260,14 +284,41 @@ impl<'a> Puller<'a> {
     /// Pulls what `reference` names and records it under `name`: a repair
     /// fetches a name's content by the digest the cache recorded.
     pub fn pull_as(&self, reference: &Reference, name: &str) -> Result<PullReport, PullError> {
+        let stored = self.store_content(reference, name)?;
+        self.record(&[&stored])?;
+        Ok(stored.report)
+    }
+
+    /// Records the names of images stored from a registry; cache hits are
+    /// named already.
+    fn record(&self, stored: &[&Stored]) -> Result<(), StoreError> {
+        let entries: Vec<(Option<&str>, &Descriptor)> = stored
+            .iter()
+            .filter(|s| s.guard.is_some())
+            .map(|s| (Some(s.report.name.as_str()), &s.report.root))
+            .collect();
+        if entries.is_empty() {
+            return Ok(());
+        }
+        self.store.record(&entries)
+    }
+
+    /// Stores everything the image needs, from the cache's point of view:
+    /// nothing when it holds all that is wanted, else the blobs and
+    /// documents the registry serves, bottom-up. The name is left to the
+    /// caller.
+    fn store_content(&self, reference: &Reference, name: &str) -> Result<Stored, PullError> {
         if !self.options.force
             && let Some(report) = self.cached_report(name)?
         {
             tracing::debug!("{name}: cache hit, not asking the registry");
-            return Ok(report);
+            return Ok(Stored {
+                report,
+                guard: None,
+            });
         }
         let root = self.client.fetch_manifest(reference)?;
-        let _guard = self.store.write_guard()?;
+        let guard = self.store.write_guard()?;
         let (platforms, transferred) = match &root.manifest {
             Manifest::Index(index) => self.store_index(reference, index)?,
             Manifest::Image(image) => self.store_image(reference, &root.digest, image)?,
@@ -276,13 +327,15 @@ impl<'a> Puller<'a> {
         if !self.store.has_blob(&descriptor) {
             self.store.write_blob(&descriptor, &root.bytes)?;
         }
-        self.store.set_name(name, &descriptor)?;
-        Ok(PullReport {
-            name: name.to_string(),
-            root: descriptor,
-            platforms,
-            contacted_registry: true,
-            transferred,
+        Ok(Stored {
+            report: PullReport {
+                name: name.to_string(),
+                root: descriptor,
+                platforms,
+                contacted_registry: true,
+                transferred,
+            },
+            guard: Some(guard),
         })
     }
 

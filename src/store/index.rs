@@ -84,43 +84,34 @@ impl Store {
     /// pointed at before. The caller must have stored everything `root`
     /// reaches first: this makes it reachable.
     pub fn set_name(&self, name: &str, root: &Descriptor) -> Result<(), StoreError> {
-        let mut entry = root.clone();
-        entry
-            .annotations
-            .insert(ANNOTATION_REF_NAME.to_string(), name.to_string());
-
-        let _lock = self.lock()?;
-        let mut index = self.read_index_locked()?;
-        let unchanged = index
-            .manifests
-            .iter()
-            .filter(|d| d.ref_name() == Some(name))
-            .eq([&entry]);
-        if unchanged {
-            return Ok(());
-        }
-        index.manifests.retain(|d| d.ref_name() != Some(name));
-        index.manifests.push(entry);
-        self.write_index(&index)
+        self.record(&[(Some(name), root)])
     }
 
     /// Records `root` in `index.json` without a name, so that an image an
     /// archive left unnamed stays reachable (and so safe from garbage
     /// collection) and can be found by its digest.
     pub fn add_unnamed(&self, root: &Descriptor) -> Result<(), StoreError> {
-        let mut entry = root.clone();
-        entry.annotations.remove(ANNOTATION_REF_NAME);
+        self.record(&[(None, root)])
+    }
 
+    /// Records several roots in one replacement of `index.json`: each one
+    /// with a name as [`Store::set_name`] does, each one without as
+    /// [`Store::add_unnamed`] does. A command that names many images
+    /// rewrites the file once, and a crash leaves all of them named or
+    /// none.
+    pub fn record(&self, entries: &[(Option<&str>, &Descriptor)]) -> Result<(), StoreError> {
         let _lock = self.lock()?;
         let mut index = self.read_index_locked()?;
-        if index
-            .manifests
-            .iter()
-            .any(|d| d.digest == entry.digest && d.ref_name().is_none())
-        {
+        let mut is_changed = false;
+        for (name, root) in entries {
+            is_changed |= match name {
+                Some(name) => put_named(&mut index, name, root),
+                None => put_unnamed(&mut index, root),
+            };
+        }
+        if !is_changed {
             return Ok(());
         }
-        index.manifests.push(entry);
         self.write_index(&index)
     }
 
@@ -128,6 +119,41 @@ impl Store {
         let bytes = serde_json::to_vec(index).expect("an index always serialises");
         write_atomically(&self.root.join(INDEX_JSON), &bytes)
     }
+}
+
+/// Points `name` at `root`; returns whether that changed anything.
+fn put_named(index: &mut ImageIndex, name: &str, root: &Descriptor) -> bool {
+    let mut entry = root.clone();
+    entry
+        .annotations
+        .insert(ANNOTATION_REF_NAME.to_string(), name.to_string());
+    let unchanged = index
+        .manifests
+        .iter()
+        .filter(|d| d.ref_name() == Some(name))
+        .eq([&entry]);
+    if unchanged {
+        return false;
+    }
+    index.manifests.retain(|d| d.ref_name() != Some(name));
+    index.manifests.push(entry);
+    true
+}
+
+/// Adds `root` without a name unless it is there already; returns whether
+/// it was added.
+fn put_unnamed(index: &mut ImageIndex, root: &Descriptor) -> bool {
+    let mut entry = root.clone();
+    entry.annotations.remove(ANNOTATION_REF_NAME);
+    if index
+        .manifests
+        .iter()
+        .any(|d| d.digest == entry.digest && d.ref_name().is_none())
+    {
+        return false;
+    }
+    index.manifests.push(entry);
+    true
 }
 
 /// Replaces the file at `path` with `bytes`, so that a reader sees either
@@ -187,6 +213,45 @@ mod tests {
         assert_eq!(names, ["docker.io/library/b:1", "docker.io/library/a:1"]);
         let a = store.lookup("docker.io/library/a:1").unwrap().unwrap();
         assert_eq!(a.digest, descriptor(b"a2").digest);
+    }
+
+    #[test]
+    fn records_several_roots_in_one_replacement_and_none_when_unchanged() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        store
+            .set_name("docker.io/library/a:1", &descriptor(b"old"))
+            .unwrap();
+        let (a, b, loose) = (descriptor(b"a"), descriptor(b"b"), descriptor(b"loose"));
+        let entries = [
+            (Some("docker.io/library/a:1"), &a),
+            (Some("docker.io/library/b:1"), &b),
+            (None, &loose),
+        ];
+        let inode = || fs::metadata(dir.path().join(INDEX_JSON)).unwrap().ino();
+
+        let before = inode();
+        store.record(&entries).unwrap();
+        let after = inode();
+        store.record(&entries).unwrap();
+
+        assert_ne!(before, after, "replaced by a rename");
+        assert_eq!(inode(), after, "nothing to change, nothing written");
+        let index = store.read_index().unwrap();
+        let recorded: Vec<_> = index
+            .manifests
+            .iter()
+            .map(|d| (d.ref_name(), &d.digest))
+            .collect();
+        assert_eq!(
+            recorded,
+            [
+                (Some("docker.io/library/a:1"), &a.digest),
+                (Some("docker.io/library/b:1"), &b.digest),
+                (None, &loose.digest),
+            ]
+        );
     }
 
     #[test]

@@ -571,3 +571,58 @@ fn input_that_is_no_image_archive_is_refused() -> TestResult {
     refuse(&oversized, "more than the 4194304 bytes")?;
     Ok(())
 }
+
+#[test]
+fn an_image_listed_twice_is_one_image_under_all_its_names() -> TestResult {
+    let image = images::image(
+        Style::Oci,
+        "linux/amd64",
+        vec![images::layer(
+            Style::Oci,
+            &[("twice", images::text(95, 700))],
+        )?],
+    );
+    let entry = |name: Option<&str>| {
+        let mut descriptor = image.manifest.descriptor();
+        if let Some(name) = name {
+            descriptor["annotations"] = json!({ANNOTATION_REF_NAME: name});
+        }
+        descriptor
+    };
+    let layout_with = |manifests: serde_json::Value| -> TestResult<Vec<u8>> {
+        let mut entries =
+            archives::oci_layout(&image.manifest, json!({}), &archives::image_blobs(&image));
+        let index = json!({"schemaVersion": 2, "manifests": manifests});
+        entries[1] = Entry::file("index.json", serde_json::to_vec(&index)?);
+        archives::write_tar(&entries)
+    };
+    let named_twice = layout_with(json!([
+        entry(Some("example.com/a:1")),
+        entry(Some("example.com/b:1")),
+        entry(Some("example.com/a:1")),
+    ]))?;
+    let unnamed_twice = layout_with(json!([entry(None), entry(None)]))?;
+    let digest = &image.manifest.digest;
+
+    let cache = Cache::new()?;
+    let named = import_bytes(&cache, &named_twice, &[])?.ok()?;
+    assert_eq!(
+        named.stdout,
+        format!(
+            "example.com/a:1 {digest} imported [linux/amd64]\n\
+             example.com/b:1 {digest} imported [linux/amd64]\n"
+        )
+    );
+    let mut names = cache.names()?;
+    names.sort();
+    assert_eq!(names, ["example.com/a:1", "example.com/b:1"]);
+
+    let other = Cache::new()?;
+    let unnamed = import_bytes(&other, &unnamed_twice, &["--name", "example.com/c:2"])?.ok()?;
+    assert_eq!(
+        unnamed.stdout,
+        format!("example.com/c:2 {digest} imported [linux/amd64]\n")
+    );
+    assert_eq!(other.names()?, ["example.com/c:2"]);
+    Ok(())
+}

@@ -214,6 +214,40 @@ fn pulls_several_images_sharing_a_base_layer_in_one_command() -> TestResult {
 }
 
 #[test]
+fn names_the_images_that_arrived_when_another_of_the_command_fails() -> TestResult {
+    let registry = Registry::start()?;
+    let pusher = Pusher::new(registry.addr());
+    let mut names = Vec::new();
+    for i in 0..3 {
+        let layer = images::layer(Style::Oci, &[("f", images::text(65 + i, 5_000))])?;
+        let image = images::image(Style::Oci, "linux/amd64", vec![layer]);
+        pusher.image(&format!("batch{i}"), "1", &image)?;
+        names.push(format!("{}/batch{i}:1", registry.addr()));
+    }
+    let missing = format!("{}/absent:1", registry.addr());
+    let cache = Cache::new()?;
+
+    let run = cache
+        .run(&[
+            "pull",
+            "--platform",
+            "linux/amd64",
+            &names[0],
+            &missing,
+            &names[1],
+            &names[2],
+        ])?
+        .failed_with(1)?;
+
+    assert!(run.stderr.contains(&missing), "{}", run.stderr);
+    let mut cached = cache.names()?;
+    cached.sort();
+    assert_eq!(cached, names);
+    cache.run(&["verify"])?.ok()?;
+    Ok(())
+}
+
+#[test]
 fn keeps_the_attestations_of_the_chosen_platform() -> TestResult {
     let registry = Registry::start()?;
     let pusher = Pusher::new(registry.addr());
