@@ -1,11 +1,11 @@
-//! Proxies from the environment: a forwarding proxy (a test double, see
-//! `harness/connect_proxy.rs`) sees lkcache's connections when
+//! Proxies from the environment: a real forwarding proxy (tinyproxy, see
+//! `harness/tinyproxy.rs`) sees lkcache's connections when
 //! `HTTPS_PROXY` or `HTTP_PROXY` names it for the registry's scheme, and
 //! none when `NO_PROXY` names the registry or only the other scheme's
 //! variable is set.
 
-use crate::harness::connect_proxy::ConnectProxy;
 use crate::harness::images;
+use crate::harness::tinyproxy::TinyProxy;
 use crate::harness::{Cache, Pusher, Registry, Run, TestResult, run_of};
 use crate::tls::SecureRegistry;
 
@@ -18,7 +18,7 @@ fn pull_with_env(cache: &Cache, image: &str, envs: &[(&str, &str)]) -> TestResul
 #[test]
 fn https_proxy_carries_requests_unless_no_proxy_names_the_registry() -> TestResult {
     let secure = SecureRegistry::start(500, false)?;
-    let proxy = ConnectProxy::start()?;
+    let proxy = TinyProxy::start()?;
     let proxy_url = proxy.url();
     let tunnel = format!("CONNECT {}", secure.addr());
 
@@ -52,7 +52,7 @@ fn http_proxy_carries_plain_http_requests_and_https_proxy_does_not() -> TestResu
     let registry = Registry::start()?;
     Pusher::new(registry.addr()).index("app", "v1", &images::three_platform_index(501)?)?;
     let image = format!("{}/app:v1", registry.addr());
-    let proxy = ConnectProxy::start()?;
+    let proxy = TinyProxy::start()?;
     let proxy_url = proxy.url();
 
     let cache = Cache::new()?;

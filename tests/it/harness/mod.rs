@@ -3,7 +3,6 @@
 
 pub mod archives;
 pub mod certs;
-pub mod connect_proxy;
 pub mod credhelper;
 pub mod fake;
 pub mod faults;
@@ -12,6 +11,7 @@ pub mod images;
 pub mod layers;
 pub mod permissions;
 pub mod registry;
+pub mod tinyproxy;
 pub mod token;
 
 use std::collections::BTreeSet;
