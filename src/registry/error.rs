@@ -9,9 +9,8 @@ use crate::manifest::{MAX_MANIFEST_BYTES, ManifestError};
 pub enum RegistryError {
     /// No HTTP exchange was possible.
     #[error(
-        "cannot reach registry `{registry}` at {url}: {source}; \
-         check the name and the network{}",
-        insecure_hint(registry)
+        "cannot reach registry `{registry}` at {url}: {source}; {}",
+        unreachable_hint(registry, source)
     )]
     Unreachable {
         /// The registry as the reference names it.
@@ -131,11 +130,31 @@ pub enum RegistryError {
     },
 }
 
-fn insecure_hint(registry: &str) -> &'static str {
-    if registry.contains(':') {
-        "; if the registry speaks plain HTTP, name it with --insecure-registry"
-    } else {
-        ""
+/// Says what to do about a failed connection: for a refused TLS
+/// handshake, where lkcache looks for certificates; otherwise, check the
+/// name and the network.
+fn unreachable_hint(registry: &str, source: &ureq::Error) -> String {
+    let certs_dirs = "`$LKCACHE_HOSTS_DIR`, `~/.config/lkcache/certs.d`, \
+                      `/etc/containerd/certs.d` or `/etc/docker/certs.d`";
+    match source {
+        ureq::Error::Rustls(rustls::Error::InvalidCertificate(_)) => format!(
+            "the registry's certificate is not trusted: put the CA that signed it in \
+             `{registry}/ca.crt` under {certs_dirs}, or name it as `ca` in the `hosts.toml` \
+             there"
+        ),
+        ureq::Error::Rustls(rustls::Error::AlertReceived(
+            rustls::AlertDescription::CertificateRequired
+            | rustls::AlertDescription::BadCertificate
+            | rustls::AlertDescription::UnknownCA,
+        )) => format!(
+            "the registry wants a client certificate it trusts: put it and its key in \
+             `{registry}/client.cert` and `client.key` under {certs_dirs}, or name them as \
+             `client` in the `hosts.toml` there"
+        ),
+        _ if registry.contains(':') => "check the name and the network; if the registry speaks \
+                                        plain HTTP, name it with --insecure-registry"
+            .to_string(),
+        _ => "check the name and the network".to_string(),
     }
 }
 

@@ -76,6 +76,8 @@ fn refuses_a_certificate_of_an_unknown_authority_naming_the_registry() -> TestRe
 
     assert!(run.stderr.contains(secure.addr()), "{}", run.stderr);
     assert!(run.stderr.contains("UnknownIssuer"), "{}", run.stderr);
+    let where_to_put_the_ca = format!("`{}/ca.crt` under", secure.addr());
+    assert!(run.stderr.contains(&where_to_put_the_ca), "{}", run.stderr);
     assert!(
         !run.stderr.contains("trying again"),
         "a refused certificate is final: {}",
@@ -141,7 +143,8 @@ fn presents_a_client_certificate_only_where_configured() -> TestResult {
     let without = Cache::new()?;
     secure.trust_with_docker_ca(&without)?;
     let run = pull(&without, &secure.image())?.failed_with(1)?;
-    assert!(run.stderr.contains(secure.addr()), "{}", run.stderr);
+    let where_to_put_it = format!("`{}/client.cert` and `client.key`", secure.addr());
+    assert!(run.stderr.contains(&where_to_put_it), "{}", run.stderr);
 
     let with_hosts_toml = Cache::new()?;
     let text = format!(
