@@ -176,7 +176,7 @@ impl Client {
                 Some(next) => format!("mirror `{}`", next.name),
                 None => format!("`{}`", route.upstream.name),
             };
-            tracing::warn!(
+            let message = format!(
                 "mirror `{}` failed for {what}: {}{}; trying {next}",
                 mirror.name,
                 mirror_failure(&error),
@@ -186,6 +186,13 @@ impl Client {
                     ""
                 }
             );
+            let is_known_lack = matches!(error, RegistryError::NotFound { .. })
+                && !self.connector.note_lack(mirror, reference.repository());
+            if is_known_lack {
+                tracing::debug!("{message}");
+            } else {
+                tracing::warn!("{message}");
+            }
         }
         request(&route.upstream)
     }

@@ -166,7 +166,16 @@ fn falls_back_to_the_registry_when_a_mirror_lacks_the_image() -> TestResult {
         "{}",
         run.stderr
     );
-    assert!(run.stderr.contains("it does not have it"), "{}", run.stderr);
+    let warnings = run
+        .stderr
+        .lines()
+        .filter(|line| line.contains("WARN") && line.contains("it does not have it"))
+        .count();
+    assert_eq!(
+        warnings, 1,
+        "one warning for the image, none per blob: {}",
+        run.stderr
+    );
     assert!(
         has_request(&upstream.requests()?, "GET /v2/app/manifests/v1"),
         "the registry served it"

@@ -5,7 +5,7 @@
 //! connections are reused; and mirrors that just failed, which are left
 //! alone for a while rather than waited for again on every blob.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -29,6 +29,8 @@ pub(crate) struct Connector {
     routes: Mutex<HashMap<String, Arc<Route>>>,
     agents: Mutex<HashMap<AgentKey, ureq::Agent>>,
     resting: Mutex<HashMap<String, Instant>>,
+    /// Mirrors (by base URL) and repositories they were found to lack.
+    lacking: Mutex<HashSet<(String, String)>>,
 }
 
 /// What makes two agents differ.
@@ -56,6 +58,7 @@ impl Connector {
             routes: Mutex::default(),
             agents: Mutex::default(),
             resting: Mutex::default(),
+            lacking: Mutex::default(),
         }
     }
 
@@ -140,6 +143,16 @@ impl Connector {
             }
             None => false,
         }
+    }
+
+    /// Notes that `mirror` lacks content of `repository`; returns whether
+    /// that is news. A mirror that lacks an image lacks each of its blobs
+    /// too: one warning says it.
+    pub(crate) fn note_lack(&self, mirror: &Endpoint, repository: &str) -> bool {
+        self.lacking
+            .lock()
+            .expect("lock poisoned")
+            .insert((mirror.base_url(), repository.to_string()))
     }
 
     /// Leaves `mirror` alone for a while: it is unreachable or failing.
