@@ -70,6 +70,7 @@ pub fn list(store: &Store) -> Result<Listing, StoreError> {
             at
         })
         .collect();
+    // Its keys borrow from the index, which the entries take apart below.
     drop(positions);
     let shared = shared_bytes(&summaries);
 

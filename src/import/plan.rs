@@ -80,7 +80,8 @@ impl Plan {
     }
 
     /// Lands the blobs, bottom-up, then records `names` (one list per
-    /// root), all in one change of `index.json`. Blobs the cache already holds are left as they are.
+    /// root), all in one change of `index.json`. Blobs the cache already
+    /// holds are left as they are.
     pub(super) fn execute(
         self,
         store: &Store,

@@ -303,10 +303,9 @@ impl<'a> Puller<'a> {
         self.store.record(&entries)
     }
 
-    /// Stores everything the image needs, from the cache's point of view:
-    /// nothing when it holds all that is wanted, else the blobs and
-    /// documents the registry serves, bottom-up. The name is left to the
-    /// caller.
+    /// Makes the cache hold what the image needs: nothing to do when it
+    /// holds all that is wanted, else the blobs and documents the registry
+    /// serves, stored bottom-up. Recording the name is the caller's part.
     fn store_content(&self, reference: &Reference, name: &str) -> Result<Stored, PullError> {
         if !self.options.force
             && let Some(report) = self.cached_report(name)?
