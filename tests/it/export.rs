@@ -60,6 +60,28 @@ fn export_to(cache: &Cache, dir: &Path, file: &str, args: &[&str]) -> TestResult
     Ok(path)
 }
 
+/// Returns the entries of a tar that come before an entry of their parent
+/// directory: what an unpacker that makes no directories itself (the
+/// kernel's initramfs loader, for one) would fail on.
+fn entries_before_their_parents(tar: &[u8]) -> TestResult<Vec<String>> {
+    let mut directories = BTreeSet::new();
+    let mut early = Vec::new();
+    for entry in tar::Archive::new(tar).entries()? {
+        let entry = entry?;
+        let path = String::from_utf8(entry.path_bytes().into_owned())?;
+        let path = path.trim_end_matches('/').to_string();
+        if let Some((parent, _)) = path.rsplit_once('/')
+            && !directories.contains(parent)
+        {
+            early.push(path.clone());
+        }
+        if entry.header().entry_type().is_dir() {
+            directories.insert(path);
+        }
+    }
+    Ok(early)
+}
+
 /// Lists a flat tar: `f path=content` for files (hard links resolved to
 /// their content), `d path`, `l path->target`, `c path major:minor`, `p
 /// path`; and the groups of hard-linked paths.
@@ -349,7 +371,9 @@ fn filesystem_export_equals_what_umoci_unpacks_from_the_same_image() -> TestResu
         .into());
     }
 
-    let mut ours = Tree::of_tar(&std::fs::read(&archive)?)?;
+    let flat = std::fs::read(&archive)?;
+    assert_eq!(entries_before_their_parents(&flat)?, Vec::<String>::new());
+    let mut ours = Tree::of_tar(&flat)?;
     let mut theirs = Tree::of_dir(&bundle.join("rootfs"))?;
     if !is_root {
         for tree in [&mut ours, &mut theirs] {
@@ -378,6 +402,7 @@ fn filesystem_export_applies_whiteouts_opaque_dirs_and_hard_links_exactly() -> T
     )?;
 
     let bytes = std::fs::read(&archive)?;
+    assert_eq!(entries_before_their_parents(&bytes)?, Vec::<String>::new());
     let (lines, groups) = listing(&bytes)?;
     let gnu = layers::gnu_long_name();
     let long_dir = layers::long_dir_name();
@@ -400,6 +425,8 @@ fn filesystem_export_applies_whiteouts_opaque_dirs_and_hard_links_exactly() -> T
         "d opt".into(),
         "d opt/old".into(),
         "f opt/old/fresh=fresh".into(),
+        // A stand-in before `data/new`, then the base layer's own entry.
+        "d data".into(),
         "d data".into(),
         "f data/secret=secret".into(),
         "f data/new=new".into(),
@@ -428,6 +455,7 @@ fn filesystem_export_applies_whiteouts_opaque_dirs_and_hard_links_exactly() -> T
     let tree = Tree::of_tar(&bytes)?;
     assert_eq!(tree.nodes["bin/ping"].mode, 0o4755);
     assert_eq!(tree.nodes["data"].owner, (1000, 1000));
+    assert_eq!(tree.nodes["data"].mode, 0o700);
     assert_eq!(tree.nodes["etc/shadow-b"].owner, (0, 42));
     assert!(xattrs_of(&bytes, "bin/ping")?.contains(&("user.lkcache".into(), "caps".into())));
     Ok(())

@@ -7,9 +7,13 @@
 //! top-down lets every entry be decided the moment it is read: the layers
 //! above have already said whether they replace or remove its path
 //! ([`tree`]), so each surviving entry is written straight through and
-//! nothing is buffered. The price is the order of the output: an upper
-//! layer's files come before a lower layer's directories that hold them,
-//! which tar readers accept (they create missing parents). Hard links,
+//! nothing is buffered. Directories still come before what they hold: an
+//! upper layer's file whose directory only a lower layer has is preceded
+//! by a stand-in entry for that directory (root's, mode 0755), and the
+//! directory's own entry, when it comes, follows as a second entry, whose
+//! metadata extractors keep. Readers that create nothing themselves, such
+//! as the kernel's initramfs unpacker fed a converted export, need that
+//! order. Hard links,
 //! whose content often lies lower in the stack than the link, wait for it
 //! ([`links`]) and are written right after it; the one case a link needs
 //! content its own layer already passed over (the target was replaced
@@ -28,6 +32,7 @@ mod tree;
 mod tests;
 
 use std::borrow::Cow;
+use std::collections::HashSet;
 use std::fmt;
 use std::io::{self, Read, Seek, Write};
 use std::sync::Arc;
@@ -172,6 +177,7 @@ pub(crate) fn flatten<W: Write>(
         links: Links::default(),
         removals: Vec::new(),
         dropped: Vec::new(),
+        dirs_written: HashSet::new(),
     };
     let mut pipeline = Pipeline::new(layers.iter().rev().cloned().collect(), ahead);
     for layer in (0..layers.len()).rev() {
@@ -209,6 +215,9 @@ struct Flattener<'a, W: Write> {
     links: Links,
     removals: Vec<Removal>,
     dropped: Vec<DroppedEntry>,
+    /// The directories written so far, by their own entries or by
+    /// stand-ins; with each one, its ancestors.
+    dirs_written: HashSet<Box<[u8]>>,
 }
 
 impl<W: Write> Flattener<'_, W> {
@@ -446,13 +455,17 @@ impl<W: Write> Flattener<'_, W> {
                 child,
                 layer: child_layer,
             } => {
-                let meta = self.meta(layer, &path, entry, b'5')?;
-                let directory = EntryMeta {
-                    mode: 0o755,
-                    pax: Vec::new(),
-                    ..meta
-                };
-                self.write(layer, &path, &directory, &mut io::empty())?;
+                // The entries beneath made the path a directory, and
+                // wrote a stand-in for it unless it had one.
+                if !self.dirs_written.contains(path.as_slice()) {
+                    let meta = self.meta(layer, &path, entry, b'5')?;
+                    let directory = EntryMeta {
+                        mode: 0o755,
+                        pax: Vec::new(),
+                        ..meta
+                    };
+                    self.write(layer, &path, &directory, &mut io::empty())?;
+                }
                 self.tree.record_seen(&path, layer, false);
                 DropReason::HasEntriesBeneath {
                     child: path::display(&child),
@@ -566,6 +579,7 @@ impl<W: Write> Flattener<'_, W> {
         meta: &EntryMeta,
         data: &mut dyn Read,
     ) -> Result<(), FlattenError> {
+        self.write_parents(path)?;
         let mut name = path.to_vec();
         if meta.typeflag == b'5' {
             if name.is_empty() {
@@ -576,7 +590,33 @@ impl<W: Write> Flattener<'_, W> {
         self.out.append(&name, meta, data).map_err(|e| match e {
             CopyError::Read(e) => self.read_error(layer, Some(path), e),
             CopyError::Write(e) => FlattenError::Write(e),
-        })
+        })?;
+        if meta.typeflag == b'5' {
+            self.dirs_written.insert(path.into());
+        }
+        Ok(())
+    }
+
+    /// Writes a stand-in directory entry for each ancestor of `path` that
+    /// has none yet, outermost first; the root needs none.
+    fn write_parents(&mut self, path: &[u8]) -> Result<(), FlattenError> {
+        let mut missing = Vec::new();
+        let (mut parent, _) = path::split_last(path);
+        while !parent.is_empty() && !self.dirs_written.contains(parent) {
+            missing.push(parent);
+            (parent, _) = path::split_last(parent);
+        }
+        for ancestor in missing.into_iter().rev() {
+            let mut name = ancestor.to_vec();
+            name.push(b'/');
+            self.out
+                .append(&name, &EntryMeta::directory(0o755), &mut io::empty())
+                .map_err(|e| match e {
+                    CopyError::Read(e) | CopyError::Write(e) => FlattenError::Write(e),
+                })?;
+            self.dirs_written.insert(ancestor.into());
+        }
+        Ok(())
     }
 
     fn write_link(
@@ -591,6 +631,7 @@ impl<W: Write> Flattener<'_, W> {
             link: target.to_vec(),
             ..meta.clone()
         };
+        self.write_parents(path)?;
         self.out
             .append(path, &link, &mut io::empty())
             .map_err(|e| match e {

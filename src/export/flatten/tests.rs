@@ -174,11 +174,47 @@ fn describe(archive: &[u8]) -> Vec<String> {
 type Case<'a> = (&'a str, &'a [&'a [E]], &'a [&'a str], &'a [&'a str]);
 
 #[test]
+fn writes_every_directory_before_what_it_holds() {
+    use E::*;
+    // The upper layer lacks the directories of its file; the base layer's
+    // come after it in the stream, and still count.
+    let (entries, drops) = flatten_layers(&[
+        &[D("usr/"), D("usr/bin/"), F("usr/bin/sh", "sh")],
+        &[F("usr/bin/app", "app"), F("etc/conf", "c")],
+    ]);
+    assert!(drops.is_empty(), "{drops:?}");
+    assert_eq!(
+        entries,
+        [
+            "d usr/",
+            "d usr/bin/",
+            "f usr/bin/app=app",
+            "d etc/",
+            "f etc/conf=c",
+            "d usr/",
+            "d usr/bin/",
+            "f usr/bin/sh=sh",
+        ]
+    );
+}
+
+#[test]
 fn applies_layers_as_bottom_up_extraction_would() {
     use E::*;
     let long = "long/".repeat(30) + "name";
     let long: &'static str = Box::leak(long.into_boxed_str());
     let long_file = format!("f {long}=deep");
+    // Layers without directory entries get stand-ins, parents first.
+    let long_dirs: Vec<String> = (1..=30)
+        .map(|n| format!("d {}", "long/".repeat(n)))
+        .collect();
+    let mut long_expected: Vec<&str> = long_dirs.iter().map(String::as_str).collect();
+    long_expected.extend([
+        long_file.as_str(),
+        "d zoneinfo/",
+        "d zoneinfo/Amérique/",
+        "f zoneinfo/Amérique/Bogotá=co",
+    ]);
     let cases: &[Case] = &[
         (
             "upper files replace lower ones and directories merge",
@@ -293,7 +329,7 @@ fn applies_layers_as_bottom_up_extraction_would() {
         (
             "long and non-ASCII names survive",
             &[&[F(long, "deep"), F("zoneinfo/Amérique/Bogotá", "co")]],
-            &[&long_file, "f zoneinfo/Amérique/Bogotá=co"],
+            &long_expected,
             &[],
         ),
         (
@@ -306,8 +342,11 @@ fn applies_layers_as_bottom_up_extraction_would() {
             ]],
             &[
                 "d ./",
+                "d dev/",
                 "c dev/null 1:3",
+                "d run/",
                 "p run/fifo",
+                "d bin/",
                 "f bin/ping=x [user.k=v]",
             ],
             &[],
