@@ -72,13 +72,13 @@ pub fn list(store: &Store) -> Result<Listing, StoreError> {
         .collect();
     // Its keys borrow from the index, which the entries take apart below.
     drop(positions);
-    let shared = shared_bytes(&summaries);
+    let sizes = sizes_bytes(&summaries);
 
     let mut images: Vec<ListEntry> = index
         .manifests
         .into_iter()
         .zip(summary_of)
-        .map(|(root, at)| describe(root, &summaries[at], shared[at]))
+        .map(|(root, at)| describe(root, &summaries[at], sizes[at]))
         .collect();
     images.sort_unstable_by(|a, b| a.name.cmp(&b.name));
     let reachable_bytes = summaries
@@ -124,9 +124,9 @@ fn summarize(store: &Store, root: &Descriptor) -> RootSummary {
     }
 }
 
-/// For each root, the bytes of its blobs that more than one name uses:
-/// another root's names, or another name of the same root.
-fn shared_bytes(summaries: &[RootSummary]) -> Vec<u64> {
+/// For each root, the bytes of its blobs, and those of them that more than
+/// one name uses: another root's names, or another name of the same root.
+fn sizes_bytes(summaries: &[RootSummary]) -> Vec<(u64, u64)> {
     let mut users: HashMap<&Digest, usize> = HashMap::new();
     for summary in summaries {
         for digest in summary.blobs.keys() {
@@ -136,17 +136,22 @@ fn shared_bytes(summaries: &[RootSummary]) -> Vec<u64> {
     summaries
         .iter()
         .map(|summary| {
-            summary
+            let shared = summary
                 .blobs
                 .iter()
                 .filter(|(digest, _)| users[digest] > 1)
                 .map(|(_, size)| size)
-                .sum()
+                .sum();
+            (summary.blobs.values().sum(), shared)
         })
         .collect()
 }
 
-fn describe(mut root: Descriptor, summary: &RootSummary, shared_bytes: u64) -> ListEntry {
+fn describe(
+    mut root: Descriptor,
+    summary: &RootSummary,
+    (size_bytes, shared_bytes): (u64, u64),
+) -> ListEntry {
     // An unnamed image (imported from an archive without names) is listed
     // by its digest.
     let name = root
@@ -159,7 +164,7 @@ fn describe(mut root: Descriptor, summary: &RootSummary, shared_bytes: u64) -> L
         media_type: root.media_type,
         is_broken: summary.platforms.is_none(),
         platforms: summary.platforms.clone().unwrap_or_default(),
-        size_bytes: summary.blobs.values().sum(),
+        size_bytes,
         shared_bytes,
     }
 }

@@ -268,11 +268,7 @@ impl<'a> Puller<'a> {
         // Name them one by one, so that each image reports its own failure.
         results
             .into_iter()
-            .map(|result| {
-                let stored = result?;
-                self.record(&[&stored])?;
-                Ok(stored.report)
-            })
+            .map(|result| self.name(result?))
             .collect()
     }
 
@@ -284,7 +280,11 @@ impl<'a> Puller<'a> {
     /// Pulls what `reference` names and records it under `name`: a repair
     /// fetches a name's content by the digest the cache recorded.
     pub fn pull_as(&self, reference: &Reference, name: &str) -> Result<PullReport, PullError> {
-        let stored = self.store_content(reference, name)?;
+        self.name(self.store_content(reference, name)?)
+    }
+
+    /// Records the name of one stored image.
+    fn name(&self, stored: Stored) -> Result<PullReport, PullError> {
         self.record(&[&stored])?;
         Ok(stored.report)
     }

@@ -134,8 +134,7 @@ pub enum RegistryError {
 /// handshake, where lkcache looks for certificates; otherwise, check the
 /// name and the network.
 fn unreachable_hint(registry: &str, source: &ureq::Error) -> String {
-    let certs_dirs = "`$LKCACHE_HOSTS_DIR`, `~/.config/lkcache/certs.d`, \
-                      `/etc/containerd/certs.d` or `/etc/docker/certs.d`";
+    let certs_dirs = super::hosts::describe_default_dirs();
     match source {
         ureq::Error::Rustls(rustls::Error::InvalidCertificate(_)) => format!(
             "the registry's certificate is not trusted: put the CA that signed it in \

@@ -353,9 +353,7 @@ impl<W: Write> Flattener<'_, W> {
                     None => self.links.record(path, Inode::Skipped(ordinal)),
                 }
             }
-            verdict => {
-                self.refuse(layer, path, verdict, entry, awaited_by)?;
-            }
+            verdict => self.refuse(layer, path, verdict, awaited_by),
         }
         Ok(())
     }
@@ -381,7 +379,8 @@ impl<W: Write> Flattener<'_, W> {
         let verdict = self.tree.judge(&path, layer, false);
         if !matches!(verdict, Verdict::Visible | Verdict::Hidden) {
             let awaited_by = self.links.take_waiting_for(&path);
-            return self.refuse(layer, path, verdict, entry, awaited_by);
+            self.refuse(layer, path, verdict, awaited_by);
+            return Ok(());
         }
         let resolved = match self.links.resolve(&target, layer) {
             Resolved::Directory => {
@@ -438,14 +437,13 @@ impl<W: Write> Flattener<'_, W> {
     /// Handles a non-directory entry that cannot go where it says: beneath
     /// its own layer's symlink (dropped), or where upper layers put entries
     /// beneath it (the path stays a directory).
-    fn refuse<R: Read>(
+    fn refuse(
         &mut self,
         layer: LayerIndex,
         path: Vec<u8>,
         verdict: Verdict,
-        entry: &mut tar::Entry<'_, R>,
         awaited_by: Option<links::GroupId>,
-    ) -> Result<(), FlattenError> {
+    ) {
         self.abandon(awaited_by, &path);
         let reason = match verdict {
             Verdict::ThroughNonDirectory { parent } => DropReason::ThroughNonDirectory {
@@ -455,17 +453,8 @@ impl<W: Write> Flattener<'_, W> {
                 child,
                 layer: child_layer,
             } => {
-                // The entries beneath made the path a directory, and
-                // wrote a stand-in for it unless it had one.
-                if !self.dirs_written.contains(path.as_slice()) {
-                    let meta = self.meta(layer, &path, entry, b'5')?;
-                    let directory = EntryMeta {
-                        mode: 0o755,
-                        pax: Vec::new(),
-                        ..meta
-                    };
-                    self.write(layer, &path, &directory, &mut io::empty())?;
-                }
+                // The entries beneath, written already, made the path a
+                // directory and wrote a stand-in for it.
                 self.tree.record_seen(&path, layer, false);
                 DropReason::HasEntriesBeneath {
                     child: path::display(&child),
@@ -475,7 +464,6 @@ impl<W: Write> Flattener<'_, W> {
             Verdict::Visible | Verdict::Hidden => unreachable!("only refusals come here"),
         };
         self.drop_unusable(layer, path, reason);
-        Ok(())
     }
 
     fn whiteout(&mut self, layer: LayerIndex, target: Vec<u8>) {

@@ -198,6 +198,13 @@ impl Hosts {
     }
 }
 
+/// The host directory in the home directory, unless `$LKCACHE_HOSTS_DIR`
+/// names another.
+const HOME_DIR: &str = ".config/lkcache/certs.d";
+
+/// The host directories of containerd and Docker, searched after lkcache's.
+const SYSTEM_DIRS: [&str; 2] = ["/etc/containerd/certs.d", "/etc/docker/certs.d"];
+
 /// Returns the default host directories, in the order they are searched.
 pub fn default_dirs() -> Vec<PathBuf> {
     let first = std::env::var_os(HOSTS_DIR_VAR)
@@ -206,12 +213,20 @@ pub fn default_dirs() -> Vec<PathBuf> {
         .or_else(|| {
             std::env::var_os("HOME")
                 .filter(|home| !home.is_empty())
-                .map(|home| Path::new(&home).join(".config/lkcache/certs.d"))
+                .map(|home| Path::new(&home).join(HOME_DIR))
         });
     first
         .into_iter()
-        .chain(["/etc/containerd/certs.d", "/etc/docker/certs.d"].map(PathBuf::from))
+        .chain(SYSTEM_DIRS.map(PathBuf::from))
         .collect()
+}
+
+/// Names the default host directories for a message, in search order.
+pub(crate) fn describe_default_dirs() -> String {
+    format!(
+        "`${HOSTS_DIR_VAR}` (else `~/{HOME_DIR}`), `{}` or `{}`",
+        SYSTEM_DIRS[0], SYSTEM_DIRS[1]
+    )
 }
 
 /// Returns the names a registry's directory may have: containerd's

@@ -71,16 +71,12 @@ impl TinyProxy {
             .map(|(_, request)| request.trim_end_matches(" HTTP/1.1").to_string())
             .collect()
     }
-
-    fn stop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 impl Drop for TinyProxy {
     fn drop(&mut self) {
-        self.stop();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
